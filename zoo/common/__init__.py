@@ -1,0 +1,1 @@
+"""Shared building blocks: backbones, metrics, kNN search, errors, the ZooModule base."""
