@@ -1,0 +1,3 @@
+from zoo.fit import usage
+
+print(usage())

@@ -1,0 +1,81 @@
+"""Plots people would rather look at than read: ROC curves and ID-vs-OOD score histograms.
+
+Matplotlib with the Agg backend (no display needed); every function writes a PNG and returns its path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_roc(curves: Mapping[str, tuple[Sequence[float], Sequence[float], float]], path: str | Path,
+             title: str = "ROC (ID = positive)") -> Path:
+    """``curves[name] = (fpr, tpr, auroc)`` -> one ROC panel with a dashed 95% TPR line."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.6, 4.2), dpi=110)
+    for name, (fpr, tpr, auc) in curves.items():
+        ax.plot(np.asarray(fpr), np.asarray(tpr), label=f"{name} (AUROC {100 * auc:.1f})", lw=1.6)
+    ax.axhline(0.95, color="grey", ls="--", lw=0.8)
+    ax.plot([0, 1], [0, 1], color="lightgrey", lw=0.8)
+    ax.set(xlabel="FPR (OOD accepted as ID)", ylabel="TPR (ID accepted)", title=title, xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_score_hist(id_scores: Sequence[float], ood_scores: Mapping[str, Sequence[float]], path: str | Path,
+                    threshold: float | None = None, title: str = "scores (higher = more ID)") -> Path:
+    """Overlaid histograms of ID and each OOD set's scores, with the 95%-TPR threshold."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.2, 3.6), dpi=110)
+    allv = np.concatenate([np.asarray(id_scores, dtype=float)] + [np.asarray(v, dtype=float) for v in ood_scores.values()])
+    bins = np.linspace(allv.min(), allv.max() + 1e-9, 50)
+    ax.hist(np.asarray(id_scores), bins=bins, alpha=0.55, density=True, label="ID", color="C0")
+    for i, (name, v) in enumerate(ood_scores.items()):
+        ax.hist(np.asarray(v), bins=bins, histtype="step", density=True, lw=1.5, label=name, color=f"C{i + 1}")
+    if threshold is not None:
+        ax.axvline(threshold, color="k", ls="--", lw=1, label="95% TPR threshold")
+    ax.set(xlabel="score", ylabel="density", title=title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_bars(groups: Mapping[str, Mapping[str, tuple[float, float]]], path: str | Path, ylabel: str,
+              title: str = "") -> Path:
+    """Grouped bars with error bars: ``groups[x_label][method] = (mean, std)``."""
+    plt = _plt()
+    xs = list(groups)
+    methods = list(dict.fromkeys(m for g in groups.values() for m in g))
+    w = 0.8 / max(1, len(methods))
+    fig, ax = plt.subplots(figsize=(1.4 + 1.3 * len(xs), 3.6), dpi=110)
+    for j, m in enumerate(methods):
+        means = [groups[x].get(m, (np.nan, 0))[0] for x in xs]
+        stds = [groups[x].get(m, (np.nan, 0))[1] for x in xs]
+        ax.bar(np.arange(len(xs)) + (j - (len(methods) - 1) / 2) * w, means, w, yerr=stds, label=m, capsize=2)
+    ax.set_xticks(np.arange(len(xs)), xs, fontsize=8)
+    ax.set(ylabel=ylabel, title=title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    plt = _plt()
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(p)
+    plt.close(fig)
+    return p

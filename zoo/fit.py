@@ -1,0 +1,188 @@
+"""``python -m zoo.fit <model> [--config FILE] [--model.* / --data.* / --trainer.* overrides]``.
+
+Stock LightningCLI driven by the registry (``zoo.registry``). Each run gets its own folder
+``runs/<model>/<timestamp>/`` holding ``config.yaml``, ``checkpoints/`` (best by the config's
+monitor, and ``last.ckpt``), ``plots/`` and the logger's files (W&B offline by default; sync later
+with ``wandb sync runs/<model>/<timestamp>/wandb/offline-run-*``). ``--ckpt_path last`` resumes the
+newest run of that model.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from zoo import registry
+from zoo.common.errors import ZooError
+
+USAGE = """usage: python -m zoo.fit MODEL [--config FILE] [--print_config] [--ckpt_path PATH|last]
+                        [--model.ARG=V] [--data.ARG=V] [--trainer.ARG=V] ...
+
+Train a zoo model with LightningCLI. `python -m zoo.fit MODEL --help` lists every argument.
+With no --config, configs/MODEL/default.yaml is used (the embedded procedural world, CPU-sized).
+
+models:
+{models}
+
+examples:
+  python -m zoo.fit mode                                  # MODE on the embedded world
+  python -m zoo.fit mode --config configs/mode/cifar10_r18.yaml --data.root /data
+  python -m zoo.fit mode --trainer.max_epochs=2 --trainer.logger=false
+  python -m zoo.fit mode --ckpt_path last                 # resume the newest run
+"""
+
+
+def usage() -> str:
+    lines = []
+    for e in registry.entries():
+        lines.append(f"  {e.name:<8} {e.summary}")
+        lines.append(f"  {'':<8} configs: {', '.join(e.configs())}")
+    return USAGE.format(models="\n".join(lines))
+
+
+def _find_last(name: str) -> Path:
+    cands = sorted(Path("runs", name).glob("*/checkpoints/last*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not cands:
+        raise ZooError(f"--ckpt_path last: no last.ckpt under runs/{name}/*/checkpoints/; train a run first")
+    return cands[-1]
+
+
+def _is_class(node: Any, suffix: str) -> bool:
+    cp = getattr(node, "class_path", None) or (node.get("class_path") if isinstance(node, dict) else None)
+    return isinstance(cp, str) and cp.endswith(suffix)
+
+
+def _init_args(node: Any) -> Any:
+    return node["init_args"] if isinstance(node, dict) else node.init_args
+
+
+def build_cli(entry: registry.ZooEntry, args: list[str]):
+    """Parse ``args`` for ``entry`` and instantiate model, datamodule and trainer (no fitting)."""
+    import torch
+    from lightning.pytorch import LightningDataModule
+    from lightning.pytorch.cli import LightningCLI
+
+    class ZooCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser) -> None:
+            parser.add_argument(
+                "--ckpt_path", type=str | None, default=None,
+                help="Resume from this checkpoint, or 'last' for the newest run of this model.")
+            parser.add_argument(
+                "--test_after_fit", type=bool, default=True,
+                help="Run the test stage on the final weights after fitting (metrics, plots).")
+            parser.add_argument("--run_dir", type=str | None, default=None,
+                                help="Run folder (default runs/<model>/<timestamp>).")
+
+        def before_instantiate_classes(self) -> None:
+            cfg = self.config
+            tr = cfg["trainer"]
+            # Precision: bf16-mixed where a GPU supports it, 32-bit otherwise, unless the user chose.
+            if tr.get("precision") is None:
+                on_gpu = tr.get("accelerator") in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+                tr["precision"] = "bf16-mixed" if on_gpu and torch.cuda.is_bf16_supported() else "32-true"
+            ckpt = cfg.get("ckpt_path")
+            if ckpt == "last":
+                ckpt = str(_find_last(entry.name))
+                cfg["ckpt_path"] = ckpt
+                if cfg.get("run_dir") is None:
+                    cfg["run_dir"] = str(Path(ckpt).parent.parent)
+            elif ckpt is not None and not Path(ckpt).is_file():
+                raise ZooError(f"--ckpt_path {ckpt}: file not found")
+            run_dir = cfg.get("run_dir") or tr.get("default_root_dir")
+            if not run_dir:
+                run_dir = str(Path("runs", entry.name, time.strftime("%Y%m%d-%H%M%S")))
+                while Path(run_dir).exists():  # never reuse (and overwrite) an earlier run folder
+                    time.sleep(1)
+                    run_dir = str(Path("runs", entry.name, time.strftime("%Y%m%d-%H%M%S")))
+            cfg["run_dir"] = run_dir
+            tr["default_root_dir"] = run_dir
+            loggers = tr.get("logger")
+            for lg in loggers if isinstance(loggers, list) else [loggers]:
+                if lg is not None and not isinstance(lg, bool):
+                    ia = _init_args(lg)
+                    if ia.get("save_dir") in (None, ".", ""):
+                        ia["save_dir"] = run_dir
+            for cb in tr.get("callbacks") or []:
+                if _is_class(cb, "ModelCheckpoint"):
+                    ia = _init_args(cb)
+                    if ia.get("dirpath") is None:
+                        ia["dirpath"] = str(Path(run_dir, "checkpoints"))
+
+    model_cls = registry.import_string(entry.module)
+    argv0, sys.argv = sys.argv, [f"python -m zoo.fit {entry.name}"]  # the CLI reads `args`, not sys.argv
+    try:
+        cli = _make(ZooCLI, model_cls, LightningDataModule, entry, args)
+    finally:
+        sys.argv = argv0
+    return cli
+
+
+def _make(ZooCLI, model_cls, LightningDataModule, entry, args):
+    return ZooCLI(
+        model_cls,
+        LightningDataModule,
+        subclass_mode_data=True,
+        run=False,
+        args=args,
+        auto_configure_optimizers=False,
+        seed_everything_default=0,
+        parser_kwargs={"default_config_files": [str(entry.config("default"))]},
+        save_config_kwargs={"overwrite": True},
+    )
+
+
+def run(entry: registry.ZooEntry, args: list[str]) -> dict[str, float]:
+    """Fit (and by default test) ``entry`` with CLI ``args``; returns the test metrics."""
+    cli = build_cli(entry, args)
+    trainer, model, dm = cli.trainer, cli.model, cli.datamodule
+    cfg = cli.config
+    try:
+        trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+        results: dict[str, float] = {}
+        if cfg.get("test_after_fit") and not trainer.interrupted and not trainer.fast_dev_run:
+            out = trainer.test(model, datamodule=dm, verbose=False)
+            results = {k: float(v) for k, v in (out[0] if out else {}).items()}
+            _print_summary(entry.name, results, trainer, cfg["run_dir"])
+        return results
+    finally:
+        _finish_wandb()
+
+
+def _print_summary(name: str, results: dict[str, float], trainer, run_dir: str) -> None:
+    keys = [k for k in results if k.count("/") == 1]
+    print(f"\n{name}: test metrics (ID = positive class; FPR95 = FPR of OOD at 95% ID TPR)")
+    for k in sorted(keys):
+        print(f"  {k:<24} {results[k]:.4f}")
+    ck = trainer.checkpoint_callback
+    if ck is not None:
+        if ck.best_model_path:
+            print(f"  best checkpoint: {ck.best_model_path}")
+        if ck.last_model_path:
+            print(f"  last checkpoint: {ck.last_model_path}")
+    print(f"  run folder: {run_dir}")
+
+
+def _finish_wandb() -> None:
+    mod = sys.modules.get("wandb")
+    if mod is not None and getattr(mod, "run", None) is not None:
+        mod.finish()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    try:
+        entry = registry.get(argv[0])
+        run(entry, argv[1:])
+    except ZooError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
