@@ -1,0 +1,5 @@
+"""Callbacks shared by the zoo models (throughput measurement, ...)."""
+
+from callbacks.throughput import TrainThroughput
+
+__all__ = ["TrainThroughput"]

@@ -621,3 +621,90 @@ def build_id_set(
     if name == "imagenet":
         return ImageNetFolder(root, split="train" if train else "val", transform=transform)
     raise ZooError(f"unknown ID set {name!r}; known: cifar10, cifar100, imagenet")
+
+
+# ------------------------------------------------------------------------------------ datamodule
+_STATS = {
+    "cifar10": ([0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]),
+    "cifar100": ([0.5071, 0.4865, 0.4409], [0.2673, 0.2564, 0.2762]),
+    "imagenet": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+}
+_DEFAULT_OOD = {
+    "cifar10": ["svhn", "lsun_c", "isun", "textures", "places365"],
+    "cifar100": ["svhn", "lsun_c", "isun", "textures", "places365"],
+    "imagenet": ["inaturalist", "sun", "places", "textures"],
+}
+
+
+def _ood_benchmark_base():
+    from datamodules.ood.base import OODDataModule
+
+    return OODDataModule
+
+
+class OODBenchmark(_ood_benchmark_base()):
+    """A real OOD benchmark from local files in their distributed formats (nothing is downloaded).
+
+    ID train minus ``val_size`` held-out images (seeded) trains the model and fills the kNN bank;
+    the held-out images are the ID validation set that fixes the 95%-TPR threshold (a zoo choice:
+    the papers use no validation split). ID test is the official test split (ImageNet: ``val/``).
+
+    Args:
+        root: data root holding ``cifar-10-batches-py/`` / ``cifar-100-python/`` or ImageNet's
+            ``train/`` and ``val/``.
+        id_dataset: ``cifar10``, ``cifar100`` or ``imagenet``.
+        ood_root: root of the OOD layouts (default: ``root``); see :data:`OOD_LAYOUTS`.
+        ood_sets: OOD set names (default: the paper's sets for ``id_dataset``); a missing folder
+            is skipped with a warning unless ``strict``.
+        val_size: ID train images held out for validation (0 = none: the threshold is then fixed
+            on ID test).
+        mean, std: normalisation (default: the ID dataset's own statistics; the official MODE
+            code used CIFAR-10's for CIFAR-100 too).
+        **kwargs: see :class:`datamodules.ood.base.OODDataModule`.
+    """
+
+    def __init__(self, root: str, id_dataset: Literal["cifar10", "cifar100", "imagenet"] = "cifar10",
+                 ood_root: str | None = None, ood_sets: list[str] | None = None, strict: bool = False,
+                 val_size: int = 1000, val_seed: int = 0, average: list[str] | None = None,
+                 batch_size: int = 128, eval_batch_size: int = 512, num_workers: int = 4, n_views: int = 1,
+                 augment: Literal["none", "ce", "contrastive"] = "ce", image_size: int | None = None,
+                 resize: int | None = None, mean: list[float] | None = None, std: list[float] | None = None,
+                 crop_scale_min: float = 0.2, hflip: bool = True) -> None:
+        if id_dataset not in _STATS:
+            raise ZooError(f"--data.id_dataset {id_dataset!r}: expected one of {', '.join(_STATS)}")
+        big = id_dataset == "imagenet"
+        m, s = _STATS[id_dataset]
+        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
+                         n_views=n_views, augment=augment, image_size=image_size or (224 if big else 32),
+                         resize=resize or (256 if big else 32), mean=mean or m, std=std or s,
+                         crop_scale_min=crop_scale_min, hflip=hflip)
+        self.save_hyperparameters()
+        self.root, self.id_dataset = root, id_dataset
+        self.ood_root = ood_root or root
+        self.ood_sets = list(ood_sets or _DEFAULT_OOD[id_dataset])
+        self.strict, self.val_size, self.val_seed = strict, val_size, val_seed
+        self.average = average
+
+    def _build(self) -> dict[str, Any]:
+        from torch.utils.data import Subset
+
+        if not Path(self.root).exists():
+            raise ZooError(f"--data.root {self.root}: not found; expected the {self.id_dataset} files there")
+        train_full = build_id_set(self.id_dataset, self.root, train=True)
+        test = build_id_set(self.id_dataset, self.root, train=False)
+        n = len(train_full)
+        if self.val_size >= n:
+            raise ZooError(f"--data.val_size {self.val_size}: must be smaller than the {n} ID train images")
+        perm = np.random.default_rng(self.val_seed).permutation(n)
+        val_idx, train_idx = sorted(perm[: self.val_size].tolist()), sorted(perm[self.val_size:].tolist())
+        val = Subset(train_full, val_idx) if self.val_size else test
+        ood = {}
+        for name in self.ood_sets:
+            ds = build_ood_set(name, self.ood_root, strict=self.strict)
+            if ds is not None:
+                ood[name] = ds
+        if not ood:
+            raise ZooError(f"--data.ood_root {self.ood_root}: none of the OOD sets {self.ood_sets} was found")
+        classes = list(getattr(train_full, "classes", []) or [str(i) for i in range(len(set(train_full.targets)))])
+        return {"train": Subset(train_full, train_idx), "val": val, "test": test, "val_ood": {},
+                "test_ood": ood, "average": self.average or list(ood), "classes": classes}

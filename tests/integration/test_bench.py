@@ -1,0 +1,44 @@
+"""zoo.bench on a tiny config writes a well-formed report (numbers are not judged here)."""
+
+from __future__ import annotations
+
+import json
+
+from zoo import registry
+from zoo.bench import main
+
+TINY = str(registry.get("mode").config("tiny"))
+
+
+def test_bench_tiny_writes_report(tmp_path, world_cache, capsys):
+    out = tmp_path / "bench"
+    rc = main(["mode", "--seeds", "0", "1", "--config", TINY, "--out", str(out), "--throughput-steps", "2",
+               "--override=--trainer.max_epochs=2"])
+    assert rc == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["seeds"] == [0, 1] and rep["average_over"] == ["ood_near", "ood_far"]
+    assert "ID is the positive class" in rep["conventions"] or "ID" in rep["conventions"]
+    for name in ("knn", "mode", "csd_on_base", "knn_on_mode"):
+        m = rep["methods"][name]
+        for key in ("fpr95", "auroc", "id_acc", "fpr95_std", "train_seconds", "queries_per_s"):
+            assert isinstance(m[key], float), (name, key)
+        assert 0 <= m["fpr95"] <= 100 and 0 <= m["auroc"] <= 100
+        assert len(m["per_seed"]) == 2 and set(m["per_set"]) == {"ood_near", "ood_far", "ood_bg"}
+        avg = sum(m["per_seed"][0]["per_set"][n]["fpr95"] for n in ("ood_near", "ood_far")) / 2
+        assert abs(m["per_seed"][0]["fpr95"] - avg) < 1e-9
+    d = rep["delta_mode_minus_knn"]
+    assert abs(d["fpr95"] - (rep["methods"]["mode"]["fpr95"] - rep["methods"]["knn"]["fpr95"])) < 1e-9
+    assert rep["throughput"]["ratio"] > 0
+    md = (out / "report.md").read_text()
+    assert "| **mode** |" in md and "MODE − KNN" in md and "FPR95" in md
+    for png in ("fpr95.png", "auroc.png", "roc_mode.png", "roc_knn.png", "scores_mode.png"):
+        assert (out / png).stat().st_size > 1000
+
+
+def test_bench_bad_config_keeps_earlier_report(tmp_path, capsys):
+    out = tmp_path / "bench"
+    out.mkdir()
+    (out / "report.md").write_text("earlier")
+    assert main(["mode", "--config", str(tmp_path / "nope.yaml"), "--out", str(out)]) == 2
+    assert "nope.yaml: file not found" in capsys.readouterr().err
+    assert (out / "report.md").read_text() == "earlier"
