@@ -1,5 +1,6 @@
 """Callbacks shared by the zoo models (throughput measurement, ...)."""
 
+from callbacks.checkpoint import LastCheckpoint
 from callbacks.throughput import TrainThroughput
 
-__all__ = ["TrainThroughput"]
+__all__ = ["LastCheckpoint", "TrainThroughput"]

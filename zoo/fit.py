@@ -105,7 +105,7 @@ def build_cli(entry: registry.ZooEntry, args: list[str]):
                     if ia.get("save_dir") in (None, ".", ""):
                         ia["save_dir"] = run_dir
             for cb in tr.get("callbacks") or []:
-                if _is_class(cb, "ModelCheckpoint"):
+                if _is_class(cb, "Checkpoint"):
                     ia = _init_args(cb)
                     if ia.get("dirpath") is None:
                         ia["dirpath"] = str(Path(run_dir, "checkpoints"))
@@ -155,12 +155,11 @@ def _print_summary(name: str, results: dict[str, float], trainer, run_dir: str) 
     print(f"\n{name}: test metrics (ID = positive class; FPR95 = FPR of OOD at 95% ID TPR)")
     for k in sorted(keys):
         print(f"  {k:<24} {results[k]:.4f}")
-    ck = trainer.checkpoint_callback
-    if ck is not None:
-        if ck.best_model_path:
-            print(f"  best checkpoint: {ck.best_model_path}")
-        if ck.last_model_path:
-            print(f"  last checkpoint: {ck.last_model_path}")
+    for ck in trainer.checkpoint_callbacks:
+        if ck.monitor is None and ck.best_model_path:
+            print(f"  last checkpoint: {ck.best_model_path}")
+        elif ck.best_model_path:
+            print(f"  best checkpoint: {ck.best_model_path} ({ck.monitor} = {float(ck.best_model_score):.4f})")
     print(f"  run folder: {run_dir}")
 
 

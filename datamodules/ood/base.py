@@ -109,6 +109,7 @@ class OODDataModule(LightningDataModule):
         self.crop_ratio = tuple(crop_ratio or [3 / 4, 4 / 3])
         self.hflip = hflip
         self._sets: dict[str, Any] | None = None
+        self._eval_cache: dict[int, Dataset] = {}
         self.test_set_names: list[str] = []
         self.val_set_names: list[str] = []
         self.average_names: list[str] = []
@@ -141,8 +142,15 @@ class OODDataModule(LightningDataModule):
         return len(self.class_names)
 
     def _eval(self, ds: Dataset) -> DataLoader:
-        return DataLoader(MultiView(ds, eval_transform(self.eval_transform_spec())), batch_size=self.eval_batch_size,
-                          shuffle=False, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        tf = eval_transform(self.eval_transform_spec())
+        if isinstance(ds, ArrayDataset):
+            # in-memory uint8 images: the eval transform is deterministic, so apply it once, batched
+            key = id(ds)
+            if key not in self._eval_cache:
+                self._eval_cache[key] = TransformedArrays(tf(ds.images).as_subclass(torch.Tensor), ds.labels)
+            return DataLoader(self._eval_cache[key], batch_size=self.eval_batch_size, shuffle=False)
+        return DataLoader(MultiView(ds, tf), batch_size=self.eval_batch_size, shuffle=False,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
@@ -174,6 +182,19 @@ class ArrayDataset(Dataset):
     def __init__(self, images, labels) -> None:
         self.images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
         self.labels = torch.as_tensor(labels, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"image": self.images[i], "label": int(self.labels[i])}
+
+
+class TransformedArrays(Dataset):
+    """Already-transformed float images (N,3,H,W) + labels, yielding the batch schema."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        self.images, self.labels = images, labels
 
     def __len__(self) -> int:
         return len(self.labels)
