@@ -161,6 +161,9 @@ class WorldConfig:
         clutter_max: most clutter items.
         clutter_line_p: probability that a clutter item is a line (else a blob).
         clutter_front_p: probability that a clutter item is drawn over the object.
+        clutter_texture_p: probability that a blob is filled with a dot/checker texture (the
+            OOD-near fill statistics) instead of a flat colour: textured distractors that spread
+            the global feature of ID images (0 = flat blobs only, the spec's world).
         line_width_min: thinnest clutter line.
         line_width_max: thickest clutter line.
         line_len_min: shortest clutter line.
@@ -215,6 +218,7 @@ class WorldConfig:
     clutter_max: int = 5
     clutter_line_p: float = 0.5
     clutter_front_p: float = 0.5
+    clutter_texture_p: float = 0.0
     line_width_min: float = 0.8
     line_width_max: float = 2.0
     line_len_min: float = 8.0
@@ -365,8 +369,8 @@ def _background(rng: np.random.Generator, cfg: WorldConfig, x: np.ndarray, y: np
 
 def _clutter_item(
     rng: np.random.Generator, cfg: WorldConfig, x: np.ndarray, y: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """One thin line segment or small ellipse blob: (mask (H, W) bool, colour (3,))."""
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """One thin line segment or small ellipse blob: (mask (H, W) bool, colour (3,), is_blob)."""
     size = cfg.image_size
     if rng.random() < cfg.clutter_line_p:
         x0, y0 = rng.uniform(0.0, size, 2)
@@ -384,7 +388,8 @@ def _clutter_item(
         c, s = np.cos(th), np.sin(th)
         du, dv = (x - cx) * c + (y - cy) * s, -(x - cx) * s + (y - cy) * c
         mask = (du / a) ** 2 + (dv / b) ** 2 <= 1.0
-    return mask, _rand_color(rng, cfg)
+        return mask, _rand_color(rng, cfg), True
+    return mask, _rand_color(rng, cfg), False
 
 
 def _place_glyph(
@@ -527,9 +532,13 @@ def _render(name: str, index: int, seed: int, cfg: WorldConfig) -> tuple[np.ndar
         img = _background(rng, cfg, x, y)
         n_clutter = int(rng.integers(cfg.clutter_min, cfg.clutter_max + 1))
         items = [(*_clutter_item(rng, cfg, x, y), rng.random() < cfg.clutter_front_p) for _ in range(n_clutter)]
+        if cfg.clutter_texture_p > 0:  # drawn only when enabled, so the default world is unchanged
+            items = [(mask, _near_fill(rng, cfg, x, y) if blob and rng.random() < cfg.clutter_texture_p else color,
+                      blob, front) for mask, color, blob, front in items]
+        items = [(mask, color, front) for mask, color, _, front in items]
         for mask, color, front in items:
             if not front or kind == "bg":
-                img[mask] = color
+                img[mask] = color if color.ndim == 1 else color[mask]
         if kind in ("id", "near"):
             if kind == "id":
                 label = index % cfg.n_classes
@@ -546,7 +555,7 @@ def _render(name: str, index: int, seed: int, cfg: WorldConfig) -> tuple[np.ndar
                 visible &= ~occ
             for mask, color, front in items:
                 if front:
-                    img[mask] = color
+                    img[mask] = color if color.ndim == 1 else color[mask]
                     visible &= ~mask
     img = img.reshape(size, ss, size, ss, 3).mean(axis=(1, 3))
     img += rng.normal(0.0, cfg.noise_sigma, img.shape).astype(np.float32)
