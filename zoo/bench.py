@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from zoo import registry
-from zoo.common.errors import ZooError
+from zoo.common.errors import ZooError, run_cli
 
 BENCHES = {"mode": "zoo.mode.bench:run_bench"}
 
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("model", help=f"registered model: {', '.join(registry.list_models())}")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default: 0 1 2)")
     p.add_argument("--config", default=None, help="method config (default: configs/<model>/default.yaml)")
-    p.add_argument("--baseline-config", default=None, help="baseline config (default: the model's baseline config)")
+    p.add_argument("--baseline-config", default=None, help="baseline config (default: the method config without the method, e.g. MODE without ALPA)")
     p.add_argument("--out", default=None, help="output folder (default: bench/<model>)")
     p.add_argument("--grid", action="store_true", help="also train the full ablation grid of the spec")
     p.add_argument("--override", action="append", default=[], metavar="ARG=V",
@@ -38,15 +38,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="also time CSD-style kNN scoring on random unit data, e.g. 60000x300000x512")
     p.add_argument("--device", default=None, help="device for scoring (default: cuda if available else cpu)")
     args = p.parse_args(argv)
-    try:
-        entry = registry.get(args.model)
-        if args.model not in BENCHES:
-            raise ZooError(f"no bench for model {args.model!r} yet; benches: {', '.join(BENCHES)}")
-        registry.import_string(BENCHES[args.model])(entry, args)
-    except ZooError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(_run, args)
+
+
+def _run(args) -> None:
+    entry = registry.get(args.model)
+    if args.model not in BENCHES:
+        raise ZooError(f"no bench for model {args.model!r} yet; benches: {', '.join(BENCHES)}")
+    registry.import_string(BENCHES[args.model])(entry, args)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo import registry
-from zoo.common.errors import ZooError
+from zoo.common.errors import ZooError, run_cli
 
 USAGE = """usage: python -m zoo.fit MODEL [--config FILE] [--print_config] [--ckpt_path PATH|last]
                         [--model.ARG=V] [--data.ARG=V] [--trainer.ARG=V] ...
@@ -174,13 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0
-    try:
-        entry = registry.get(argv[0])
-        run(entry, argv[1:])
-    except ZooError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(lambda: run(registry.get(argv[0]), argv[1:]))
 
 
 if __name__ == "__main__":

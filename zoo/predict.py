@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from zoo.common.errors import ZooError
+from zoo.common.errors import ZooError, run_cli
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 
@@ -41,11 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     args = p.parse_args(argv)
-    try:
-        rows = predict(args.ckpt, args.images, args.batch_size)
-    except ZooError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    rows: list[dict] = []
+    rc = run_cli(lambda: rows.extend(predict(args.ckpt, args.images, args.batch_size)))
+    if rc:
+        return rc
     if args.json:
         for r in rows:
             print(json.dumps(r))

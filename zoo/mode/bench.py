@@ -55,6 +55,26 @@ METRIC_DOC = {
 }
 
 
+def baseline_overrides(cfg: str) -> list[str]:
+    """CLI overrides turning a MODE config into its KNN baseline: the same run without ALPA.
+
+    ``supcon+alpa`` -> ``supcon``, ``ce+alpa`` -> ``ce``, MODE-F (``alpa`` after a pre-training
+    stage) -> the pre-training objective for all epochs at the pre-training lr; scored by KNN.
+    """
+    import yaml
+
+    model = (yaml.safe_load(Path(cfg).read_text()) or {}).get("model", {})
+    obj = model.get("objective", "alpa")
+    if obj == "alpa":
+        base = model.get("pretrain_objective", "ce")
+        extra = [f"--model.lr={model.get('pretrain_lr', 0.1)}"] if model.get("pretrain_epochs") else []
+    else:
+        base, extra = obj.split("+")[0], []
+    views = 2 if base == "supcon" else 1
+    return [f"--model.objective={base}", "--model.pretrain_epochs=0", "--model.score=knn",
+            f"--data.init_args.n_views={views}", *extra]
+
+
 def _fmt(m: float, s: float | None = None, digits: int = 2) -> str:
     if m is None or (isinstance(m, float) and math.isnan(m)):
         return "-"
@@ -115,7 +135,7 @@ def run_bench(entry: ZooEntry, args) -> None:
     cfg = args.config or str(entry.config("default"))
     if not Path(cfg).is_file():
         raise ZooError(f"--config {cfg}: file not found")
-    base_cfg = args.baseline_config or (str(entry.config("knn")) if args.config is None else None)
+    base_cfg = args.baseline_config  # None: the method config without ALPA (baseline_overrides)
     if base_cfg is not None and not Path(base_cfg).is_file():
         raise ZooError(f"--baseline-config {base_cfg}: file not found")
     out = Path(args.out or Path("bench", entry.name))
@@ -132,9 +152,7 @@ def run_bench(entry: ZooEntry, args) -> None:
             config = cfg if vcfg is None else base_cfg
             ov = list(overrides)
             if vcfg == "baseline" and base_cfg is None:  # derive the baseline from the method config
-                ov = ["--model.objective=ce", "--model.pretrain_epochs=0", "--model.score=knn",
-                      "--data.init_args.n_views=1"]
-                config = cfg
+                ov, config = baseline_overrides(cfg), cfg
             print(f"[bench mode] seed {seed}: training {vname} ({desc}) ...", flush=True)
             model, dm, secs, ips = _train(entry, config, ov, seed, runs_root / f"{vname}-s{seed}", args.override)
             k_run = int(model.hparams.k)

@@ -73,3 +73,15 @@ def test_scores_without_bank_is_a_clear_error():
     f = Features(torch.randn(2, 6, m.net.num_features), torch.randn(2, 3), torch.tensor([0, 1]))
     with pytest.raises(ZooError, match="no ID bank"):
         m.scores(f)
+
+
+def test_baseline_is_the_method_config_without_alpa(tmp_path):
+    from zoo.mode.bench import baseline_overrides
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model:\n  objective: supcon+alpa\n")
+    assert baseline_overrides(str(cfg))[:2] == ["--model.objective=supcon", "--model.pretrain_epochs=0"]
+    assert "--data.init_args.n_views=2" in baseline_overrides(str(cfg))
+    cfg.write_text("model:\n  objective: alpa\n  pretrain_epochs: 8\n  pretrain_objective: ce\n  pretrain_lr: 0.1\n")
+    assert baseline_overrides(str(cfg)) == ["--model.objective=ce", "--model.pretrain_epochs=0", "--model.score=knn",
+                                            "--data.init_args.n_views=1", "--model.lr=0.1"]
