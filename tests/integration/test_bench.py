@@ -18,7 +18,7 @@ def test_bench_tiny_writes_report(tmp_path, world_cache, capsys):
     rep = json.loads((out / "report.json").read_text())
     assert rep["seeds"] == [0, 1] and rep["average_over"] == ["ood_near", "ood_far"]
     assert "ID is the positive class" in rep["conventions"] or "ID" in rep["conventions"]
-    for name in ("knn", "mode", "csd_on_base", "knn_on_mode"):
+    for name in ("knn", "mode", "csd_on_base", "knn_on_mode", "mode_from_base"):
         m = rep["methods"][name]
         for key in ("fpr95", "auroc", "id_acc", "fpr95_std", "train_seconds", "queries_per_s"):
             assert isinstance(m[key], float), (name, key)
