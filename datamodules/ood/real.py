@@ -47,6 +47,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
+from datamodules.ood.base import OODDataModule
 from zoo.common.errors import ZooError
 
 __all__ = [
@@ -636,13 +637,7 @@ _DEFAULT_OOD = {
 }
 
 
-def _ood_benchmark_base():
-    from datamodules.ood.base import OODDataModule
-
-    return OODDataModule
-
-
-class OODBenchmark(_ood_benchmark_base()):
+class OODBenchmark(OODDataModule):
     """A real OOD benchmark from local files in their distributed formats (nothing is downloaded).
 
     ID train minus ``val_size`` held-out images (seeded) trains the model and fills the kNN bank;

@@ -9,6 +9,7 @@ caller never names a class, and rebuilds the model with the pretrained-weights a
 from __future__ import annotations
 
 import os
+import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -62,18 +63,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise ZooError(f"{p}: checkpoint not found")
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except (pickle_errors() + (RuntimeError, zipfile.BadZipFile, EOFError, ValueError)) as e:
+    except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ZooError(f"{p}: not a readable torch checkpoint ({first[:200]})") from None
     if not isinstance(ckpt, dict) or "zoo" not in ckpt or "state_dict" not in ckpt:
         raise ZooError(f"{p}: not a zoo checkpoint (no 'zoo' block); expected a .ckpt written by python -m zoo.fit")
     return ckpt
-
-
-def pickle_errors() -> tuple[type[BaseException], ...]:
-    import pickle
-
-    return (pickle.UnpicklingError,)
 
 
 def load_checkpoint(path: str | os.PathLike, expect: str | None = None, **overrides: Any) -> ZooModule:
