@@ -260,13 +260,9 @@ class MODE(ZooModule):
     def id_accuracy(self, feats: Features) -> dict[str, float]:
         """``acc_fc`` (CE head), ``acc_knn`` (kNN vote of the global feature) and ``acc``: the fc head
         when the final objective trains it (CE, CE+ALPA), else the kNN vote (spec)."""
-        from zoo.common.knn import knn_vote
-
         y = feats.labels
         acc_fc = (feats.logits.argmax(1) == y).float().mean().item()
-        pred = knn_vote(feats.global_, self.bank[:, 4].float().cpu(), self.bank_labels.cpu(),
-                        k=min(self.hparams.vote_k, self.bank.shape[0]), num_classes=feats.logits.shape[1])
-        acc_knn = (pred == y).float().mean().item()
+        acc_knn = (self._vote(feats) == y).float().mean().item()
         return {"acc_fc": acc_fc, "acc_knn": acc_knn, "acc": acc_fc if "ce" in self.final_objective else acc_knn}
 
     def _evaluate(self, stage: str, names: list[str], average: list[str]) -> dict[str, float]:
@@ -330,14 +326,15 @@ class MODE(ZooModule):
         f = Features(F.normalize(out["regions"].float(), dim=-1).cpu(), out["logits"].float().cpu(),
                      torch.full((images.shape[0],), -1))
         s = self.scores(f)
-        if "ce" in self.final_objective:
-            pred = f.logits.argmax(1)
-        else:
-            from zoo.common.knn import knn_vote
-
-            pred = knn_vote(f.global_, self.bank[:, 4].float().cpu(), self.bank_labels.cpu(),
-                            k=min(self.hparams.vote_k, self.bank.shape[0]), num_classes=f.logits.shape[1])
+        pred = f.logits.argmax(1) if "ce" in self.final_objective else self._vote(f)
         return {"pred": pred, "score": s, "is_id": s >= self.threshold.cpu()}
+
+    def _vote(self, feats: Features) -> Tensor:
+        """Class by a ``vote_k``-NN vote of the global feature against the bank."""
+        from zoo.common.knn import knn_vote
+
+        return knn_vote(feats.global_, self.bank[:, 4].float().cpu(), self.bank_labels.cpu(),
+                        k=min(self.hparams.vote_k, self.bank.shape[0]), num_classes=feats.logits.shape[1])
 
     # ------------------------------------------------------------------ plots & checkpoint
     def _plot(self, stage: str, id_s: Tensor, ood_scores: dict[str, Tensor], per: dict[str, dict]) -> None:
