@@ -131,7 +131,7 @@ def _evaluate(model, dm, device: torch.device, scores: dict[str, tuple[str, int]
     ood_f = {n: extract(net, ld, device) for n, ld in zip(dm.test_set_names, loaders[1:])}
     bank_regions = bank.regions
     acc_fc = (id_f.logits.argmax(1) == id_f.labels).float().mean().item()
-    vote = knn_vote(id_f.global_, bank.global_, bank.labels, k=min(10, len(bank.labels)),
+    vote = knn_vote(id_f.global_, bank.global_, bank.labels, k=min(int(model.hparams.vote_k), len(bank.labels)),
                     num_classes=id_f.logits.shape[1])
     acc_knn = (vote == id_f.labels).float().mean().item()
     acc = acc_fc if "ce" in model.final_objective else acc_knn

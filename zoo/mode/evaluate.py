@@ -36,6 +36,16 @@ class Features:
     def global_(self) -> Tensor:
         return self.regions[:, 4]
 
+    @classmethod
+    def from_output(cls, out: dict[str, Tensor], labels: Tensor) -> "Features":
+        """Features of one :class:`MODEModel` output: unit-norm fp32 regions and logits, on CPU."""
+        return cls(F.normalize(out["regions"].float(), dim=-1).cpu(), out["logits"].float().cpu(), labels.cpu())
+
+    @classmethod
+    def cat(cls, parts: list["Features"]) -> "Features":
+        return cls(torch.cat([f.regions for f in parts]), torch.cat([f.logits for f in parts]),
+                   torch.cat([f.labels for f in parts]))
+
 
 @torch.no_grad()
 def extract(net: torch.nn.Module, loader, device: torch.device | str = "cpu", progress: bool = False,
@@ -44,17 +54,15 @@ def extract(net: torch.nn.Module, loader, device: torch.device | str = "cpu", pr
     was_training = net.training
     net.eval()
     dev = torch.device(device)
-    regs, logits, labels = [], [], []
+    parts = []
     try:
         with torch.autocast(device_type=dev.type, enabled=False):
             for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
                 out = net(batch["image"].to(dev, non_blocking=True).float())
-                regs.append(F.normalize(out["regions"].float(), dim=-1).cpu())
-                logits.append(out["logits"].float().cpu())
-                labels.append(batch["label"].cpu())
+                parts.append(Features.from_output(out, batch["label"]))
     finally:
         net.train(was_training)
-    return Features(torch.cat(regs), torch.cat(logits), torch.cat(labels))
+    return Features.cat(parts)
 
 
 def score(method: str, feats: Features, bank: Tensor, k: int, device: torch.device | str = "cpu",

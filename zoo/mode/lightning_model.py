@@ -220,9 +220,7 @@ class MODE(ZooModule):
     def _features_step(self, batch: dict[str, Tensor], dataloader_idx: int) -> None:
         with torch.autocast(device_type=self.device.type, enabled=False):
             out = self.net(batch["image"].float())
-        f = Features(F.normalize(out["regions"].float(), dim=-1).cpu(), out["logits"].float().cpu(),
-                     batch["label"].cpu())
-        self._outputs.setdefault(dataloader_idx, []).append(f)
+        self._outputs.setdefault(dataloader_idx, []).append(Features.from_output(out, batch["label"]))
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._features_step(batch, dataloader_idx)
@@ -231,11 +229,7 @@ class MODE(ZooModule):
         self._features_step(batch, dataloader_idx)
 
     def _gathered(self) -> list[Features]:
-        out = []
-        for i in sorted(self._outputs):
-            fs = self._outputs[i]
-            out.append(Features(torch.cat([f.regions for f in fs]), torch.cat([f.logits for f in fs]),
-                                torch.cat([f.labels for f in fs])))
+        out = [Features.cat(self._outputs[i]) for i in sorted(self._outputs)]
         self._outputs = {}
         return out
 
@@ -323,8 +317,7 @@ class MODE(ZooModule):
         """
         with torch.autocast(device_type=self.device.type, enabled=False):
             out = self.net(images.to(self.device).float())
-        f = Features(F.normalize(out["regions"].float(), dim=-1).cpu(), out["logits"].float().cpu(),
-                     torch.full((images.shape[0],), -1))
+        f = Features.from_output(out, torch.full((images.shape[0],), -1))
         s = self.scores(f)
         pred = f.logits.argmax(1) if "ce" in self.final_objective else self._vote(f)
         return {"pred": pred, "score": s, "is_id": s >= self.threshold.cpu()}
