@@ -92,3 +92,34 @@ register(
         baselines=("knn",),
     )
 )
+
+register(
+    ZooEntry(
+        name="dept",
+        module="zoo.dept.lightning_model:DePT",
+        datamodule="datamodules.fewshot.procedural:ShapesFewShot",
+        summary="Decoupled prompt tuning: CoOp + CAT head on a frozen CLIP, base-to-new (CoOp, zero-shot baselines)",
+        paper="Zhang et al., DePT: Decoupled Prompt Tuning, arXiv:2309.07439v2 (CVPR 2024)",
+        baselines=("coop", "zeroshot"),
+    )
+)
+
+register(
+    ZooEntry(
+        name="coop",
+        module="zoo.dept.lightning_model:CoOp",
+        datamodule="datamodules.fewshot.procedural:ShapesFewShot",
+        summary="CoOp prompt learning on a frozen CLIP (DePT's baseline and host)",
+        paper="Zhou et al., Learning to Prompt for Vision-Language Models, arXiv:2109.01134 (IJCV 2022)",
+    )
+)
+
+register(
+    ZooEntry(
+        name="clip",
+        module="zoo.clip.lightning_model:TinyCLIP",
+        datamodule="datamodules.fewshot.shapes:ShapesCaptions",
+        summary="Contrastive pretraining of the zoo's tiny CLIP on the ShapesB2N captions (DePT's frozen CLIP)",
+        paper="Radford et al., Learning Transferable Visual Models From Natural Language Supervision, arXiv:2103.00020",
+    )
+)

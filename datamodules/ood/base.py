@@ -27,10 +27,16 @@ def eval_transform(spec: dict[str, Any]) -> Callable:
     """Eval transform from a spec dict: Resize(resize) -> CenterCrop(crop) -> float -> Normalize.
 
     The spec is stored in every checkpoint so that ``zoo.predict`` preprocesses exactly like test.
+    An optional ``spec["interpolation"]`` (``"bilinear"``, the default, or ``"bicubic"``) sets the
+    resize interpolation.
     """
+    modes = {"bilinear": v2.InterpolationMode.BILINEAR, "bicubic": v2.InterpolationMode.BICUBIC}
+    interpolation = spec.get("interpolation", "bilinear")
+    if interpolation not in modes:
+        raise ValueError(f"eval transform spec: interpolation must be one of {sorted(modes)}, got {interpolation!r}")
     return v2.Compose([
         v2.ToImage(),
-        v2.Resize(spec["resize"], antialias=True),
+        v2.Resize(spec["resize"], interpolation=modes[interpolation], antialias=True),
         v2.CenterCrop(spec["crop"]),
         v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(spec["mean"], spec["std"]),

@@ -21,9 +21,9 @@ from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from torch import nn
 
 from zoo.common.errors import ZooError
+from zoo.common.weights import load_strict, read_weights
 
 _BLOCKS: dict[str, type[nn.Module]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
-_MAX_LISTED_KEYS = 3
 
 
 def cifar_resnet(layers: Sequence[int], channels: Sequence[int], block: str = "basic") -> ResNet:
@@ -101,17 +101,6 @@ BACKBONES: dict[str, Callable[[], nn.Module]] = {
 procedural-world model of the MODE spec; ``test_resnet`` is for unit tests only."""
 
 
-def _read_weights(path: Path) -> Any:
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path), device="cpu")
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any read failure is a bad user file
-        raise ZooError(f"cannot read weights file {path}: {type(err).__name__}: {err}") from err
-
-
 def _extract_state_dict(obj: Any, path: Path, prefix: str) -> dict[str, torch.Tensor]:
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model"):
@@ -127,40 +116,6 @@ def _extract_state_dict(obj: Any, path: Path, prefix: str) -> dict[str, torch.Te
             raise ZooError(f"weights file {path} has no key starting with prefix {prefix!r}")
     # The backbone is built with num_classes=0, so a classifier head in the file is dropped.
     return {k: v for k, v in state.items() if not k.startswith("fc.")}
-
-
-def _listed(keys: Sequence[str]) -> str:
-    shown = ", ".join(keys[:_MAX_LISTED_KEYS])
-    more = len(keys) - _MAX_LISTED_KEYS
-    return shown + (f" (+{more} more)" if more > 0 else "")
-
-
-def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], path: Path, name: str) -> None:
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        own = model.state_dict()
-        missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
-        unexpected = [k for k in state if k not in own]
-        shapes = [
-            f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-            for k in state
-            if k in own and state[k].shape != own[k].shape
-        ]
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {_listed(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {_listed(unexpected)}")
-        if shapes:
-            parts.append(f"shape mismatches: {_listed(shapes)}")
-        if not parts:
-            parts.append(str(err).strip().splitlines()[0])
-        raise ZooError(
-            f"weights file {path} does not match backbone {name!r} (strict load); "
-            + "; ".join(parts)
-            + " (set weights_prefix to strip a prefix such as 'module.' or 'encoder.')"
-        ) from err
 
 
 def build_backbone(name: str, weights: str | None = None, weights_prefix: str = "") -> nn.Module:
@@ -200,6 +155,7 @@ def build_backbone(name: str, weights: str | None = None, weights_prefix: str = 
     path = Path(weights).expanduser()
     if not path.is_file():
         raise ZooError(f"backbone weights file not found: {path}")
-    state = _extract_state_dict(_read_weights(path), path, weights_prefix)
-    _load_strict(model, state, path, name)
+    state = _extract_state_dict(read_weights(path), path, weights_prefix)
+    load_strict(model, state, path, f"backbone {name!r}",
+                hint="set weights_prefix to strip a prefix such as 'module.' or 'encoder.'")
     return model

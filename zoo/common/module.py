@@ -32,6 +32,9 @@ class ZooModule(LightningModule):
     """
 
     zoo_name: str = ""
+    #: weight-path arguments that must survive ``zoo.load`` because the weights they point at are
+    #: not stored in the checkpoint (e.g. DePT's frozen CLIP); all other WEIGHT_ARGS are cleared.
+    external_weight_args: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         super().__init__()
@@ -85,7 +88,7 @@ def load_checkpoint(path: str | os.PathLike, expect: str | None = None, **overri
         raise ZooError(f"{path}: checkpoint belongs to model {info.get('name')!r}, expected {expect!r}")
     cls = import_string(info["class_path"])
     hparams = ckpt.get("hyper_parameters", {})
-    kwargs = {k: None for k in WEIGHT_ARGS if k in hparams}
+    kwargs = {k: None for k in WEIGHT_ARGS if k in hparams and k not in getattr(cls, "external_weight_args", ())}
     kwargs.update(overrides)
     try:
         model = cls.load_from_checkpoint(path, map_location="cpu", strict=True, weights_only=True, **kwargs)

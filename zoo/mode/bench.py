@@ -9,13 +9,8 @@ selection plays no part (no OOD data is used for selection).
 from __future__ import annotations
 
 import json
-import math
-import os
-import platform
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +19,7 @@ import torch
 
 from zoo.common.errors import ZooError
 from zoo.common.metrics import CONVENTION, ood_metrics, roc_curve
+from zoo.common.report import device_name, environment, fmt, mean_std, write_atomically
 from zoo.registry import ZooEntry
 
 #: name -> (description, config (None = the method config), overrides)
@@ -90,19 +86,6 @@ def from_base_overrides(cfg: str, base_ckpt: Path) -> list[str]:
     epochs = int(conf.get("trainer", {}).get("max_epochs", 1)) - int(model.get("pretrain_epochs", 0) or 0)
     return ["--model.objective=alpa", "--model.pretrain_epochs=0", f"--model.init_from={base_ckpt}",
             f"--trainer.max_epochs={max(1, epochs)}", "--data.init_args.n_views=2"]
-
-
-def _fmt(m: float, s: float | None = None, digits: int = 2) -> str:
-    if m is None or (isinstance(m, float) and math.isnan(m)):
-        return "-"
-    return f"{m:.{digits}f}" if s is None else f"{m:.{digits}f} ± {s:.{digits}f}"
-
-
-def _mean_std(xs: list[float]) -> tuple[float, float]:
-    xs = [x for x in xs if x is not None and not math.isnan(x)]
-    if not xs:
-        return float("nan"), float("nan")
-    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
 def _train(entry: ZooEntry, config: str, overrides: list[str], seed: int, run_dir: Path, extra: list[str]):
@@ -217,16 +200,16 @@ def _assemble(entry, args, cfg, base_cfg, variants, results, train_info, average
         entry_m: dict[str, Any] = {"variant": v, "training": variants[v][0], "score": sc,
                                    "k": per_seed[0]["k"], "per_seed": per_seed}
         for m in ("fpr95", "auroc", "id_acc", "queries_per_s"):
-            entry_m[m], entry_m[f"{m}_std"] = _mean_std([p[m] for p in per_seed])
+            entry_m[m], entry_m[f"{m}_std"] = mean_std([p[m] for p in per_seed])
         entry_m["per_set"] = {}
         for n in test_sets:
             entry_m["per_set"][n] = {}
             for m in ("fpr95", "auroc"):
-                mu, sd = _mean_std([p["per_set"][n][m] for p in per_seed])
+                mu, sd = mean_std([p["per_set"][n][m] for p in per_seed])
                 entry_m["per_set"][n][m], entry_m["per_set"][n][f"{m}_std"] = mu, sd
         ti = train_info[v]
-        entry_m["train_seconds"], _ = _mean_std([t["seconds"] for t in ti])
-        entry_m["train_images_per_s"], _ = _mean_std([t["images_per_s"] for t in ti])
+        entry_m["train_seconds"], _ = mean_std([t["seconds"] for t in ti])
+        entry_m["train_images_per_s"], _ = mean_std([t["images_per_s"] for t in ti])
         methods[mname] = entry_m
     deltas = {}
     if "mode" in methods and "knn" in methods:
@@ -236,24 +219,14 @@ def _assemble(entry, args, cfg, base_cfg, variants, results, train_info, average
         deltas["fpr95_per_seed"] = paired
     if "mode_from_base" in methods and "knn" in methods:
         deltas["from_base"] = {m: methods["mode_from_base"][m] - methods["knn"][m] for m in ("fpr95", "auroc", "id_acc")}
-    import lightning
-
     return {
         "model": entry.name, "paper": entry.paper, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "command": "python -m zoo.bench " + " ".join(sys.argv[1:]) if sys.argv else "",
         "config": cfg, "baseline_config": base_cfg, "seeds": list(args.seeds), "average_over": average,
         "test_sets": test_sets, "conventions": CONVENTION, "metrics": METRIC_DOC, "methods": methods,
         "delta_mode_minus_knn": deltas,
-        "environment": {"device": str(device), "device_name": _device_name(device), "torch": torch.__version__,
-                        "lightning": lightning.__version__, "python": platform.python_version(),
-                        "cpu_threads": torch.get_num_threads()},
+        "environment": environment(device),
     }
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
 
 
 def lightning_vs_bare(entry: ZooEntry, cfg: str, steps: int, device: torch.device) -> dict[str, Any]:
@@ -329,7 +302,7 @@ def lightning_vs_bare(entry: ZooEntry, cfg: str, steps: int, device: torch.devic
     lit = meter.images_per_s
     return {"batch_size": bs, "image_size": size, "precision": precision, "steps": steps,
             "bare_images_per_s": bare, "lightning_images_per_s": lit, "ratio": lit / bare,
-            "backbone": hp["backbone"], "device": _device_name(device)}
+            "backbone": hp["backbone"], "device": device_name(device)}
 
 
 def _knn_bench(spec: str, device: torch.device) -> dict[str, Any]:
@@ -350,9 +323,7 @@ def _write(out: Path, report: dict, results: dict, average: list[str]) -> None:
     """Write report.json/.md and plots into a temp folder, then move them into ``out`` at once."""
     from zoo.common.plots import plot_bars, plot_roc, plot_score_hist
 
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
-    try:
+    def write(tmp: Path) -> None:
         methods = report["methods"]
         head = [m for m in ("knn", "csd_on_base", "knn_on_mode", "mode", "mode_from_base") if m in methods]
         sets = report["test_sets"]
@@ -379,10 +350,8 @@ def _write(out: Path, report: dict, results: dict, average: list[str]) -> None:
                             title=f"{mname} scores, seed {report['seeds'][0]} (higher = more ID)")
         (tmp / "report.json").write_text(json.dumps(report, indent=2, default=float))
         (tmp / "report.md").write_text(_markdown(report))
-        for f in tmp.iterdir():
-            os.replace(f, out / f.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    write_atomically(out, write)
     print((out / "report.md").read_text())
     print(f"[bench mode] wrote {out}/report.md, report.json and plots")
 
@@ -408,11 +377,11 @@ def _markdown(r: dict) -> str:
     order += [m for m in M if m not in order]
     for m in order:
         e = M[m]
-        cells = " | ".join(f"{_fmt(e['per_set'][n]['fpr95'], e['per_set'][n]['fpr95_std'])} | "
-                           f"{_fmt(e['per_set'][n]['auroc'], e['per_set'][n]['auroc_std'])}" for n in sets)
+        cells = " | ".join(f"{fmt(e['per_set'][n]['fpr95'], e['per_set'][n]['fpr95_std'])} | "
+                           f"{fmt(e['per_set'][n]['auroc'], e['per_set'][n]['auroc_std'])}" for n in sets)
         L.append(f"| **{m}** | {e['training']} | {e['score'].upper()} k={e['k']} | {cells} | "
-                 f"{_fmt(e['fpr95'], e['fpr95_std'])} | {_fmt(e['auroc'], e['auroc_std'])} | "
-                 f"{_fmt(e['id_acc'], e['id_acc_std'])} | {e['train_seconds']:.0f} |")
+                 f"{fmt(e['fpr95'], e['fpr95_std'])} | {fmt(e['auroc'], e['auroc_std'])} | "
+                 f"{fmt(e['id_acc'], e['id_acc_std'])} | {e['train_seconds']:.0f} |")
     d = r.get("delta_mode_minus_knn") or {}
     if d:
         L += ["", f"**MODE − KNN** (avg over {', '.join(avg)}): FPR95 {d['fpr95']:+.2f} points "
@@ -436,7 +405,7 @@ def _markdown(r: dict) -> str:
           "| method | train images/s | scoring queries/s (region-queries for CSD) |", "|---|---|---|"]
     for m in order:
         e = M[m]
-        L.append(f"| {m} | {_fmt(e['train_images_per_s'], digits=0)} | {_fmt(e['queries_per_s'], digits=0)} |")
+        L.append(f"| {m} | {fmt(e['train_images_per_s'], digits=0)} | {fmt(e['queries_per_s'], digits=0)} |")
     t = r.get("throughput")
     if t:
         L += ["", f"Lightning vs a bare PyTorch loop (backbone {t['backbone']}, batch {t['batch_size']}, "

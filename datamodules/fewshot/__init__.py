@@ -1,0 +1,1 @@
+"""Few-shot classification data (CoOp/DePT base-to-new protocol) on CoOp's on-disk layouts."""
