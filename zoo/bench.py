@@ -1,4 +1,4 @@
-"""``python -m zoo.bench <model> [--seeds 0 1 2] [--config FILE] [--grid] [--out DIR]``.
+"""``python -m zoo.bench <model> [--seeds 0 1 2] [--config FILE] [--out DIR] [model options]``.
 
 Trains the method and its baseline on the same data, splits and seeds, scores both with every
 test-time score of the ablation, and writes ``<out>/report.md``, ``report.json`` and PNG plots.
@@ -15,7 +15,7 @@ import sys
 from zoo import registry
 from zoo.common.errors import ZooError, run_cli
 
-BENCHES = {"mode": "zoo.mode.bench:run_bench"}
+BENCHES = {"mode": "zoo.mode.bench:run_bench", "dept": "zoo.dept.bench:run_bench"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,13 +29,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default=None, help="method config (default: configs/<model>/default.yaml)")
     p.add_argument("--baseline-config", default=None, help="baseline config (default: the method config without the method, e.g. MODE without ALPA)")
     p.add_argument("--out", default=None, help="output folder (default: bench/<model>)")
-    p.add_argument("--grid", action="store_true", help="also train the full ablation grid of the spec")
+    p.add_argument("--grid", action="store_true", help="mode: also train the full ablation grid of the spec")
     p.add_argument("--override", action="append", default=[], metavar="ARG=V",
                    help="extra CLI override applied to every run, e.g. --override=--trainer.max_epochs=2")
     p.add_argument("--throughput-steps", type=int, default=30,
-                   help="training steps timed for the Lightning-vs-bare-PyTorch throughput row (0 = skip)")
+                   help="mode: training steps timed for the Lightning-vs-bare-PyTorch throughput row (0 = skip)")
     p.add_argument("--knn-bench", default=None, metavar="QxMxC",
-                   help="also time CSD-style kNN scoring on random unit data, e.g. 60000x300000x512")
+                   help="mode: also time CSD-style kNN scoring on random unit data, e.g. 60000x300000x512")
+    p.add_argument("--datasets", nargs="+", default=None, metavar="NAME",
+                   help="dept: run the protocol over real datasets in CoOp's layout (e.g. dtd eurosat oxford_pets) "
+                        "instead of the embedded world; needs --data-root")
+    p.add_argument("--data-root", default=None, help="dept: folder holding the datasets (CoOp's DATASETS.md layout)")
     p.add_argument("--device", default=None, help="device for scoring (default: cuda if available else cpu)")
     args = p.parse_args(argv)
     return run_cli(_run, args)

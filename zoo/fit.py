@@ -144,15 +144,15 @@ def run(entry: registry.ZooEntry, args: list[str]) -> dict[str, float]:
         if cfg.get("test_after_fit") and not trainer.interrupted and not trainer.fast_dev_run:
             out = trainer.test(model, datamodule=dm, verbose=False)
             results = {k: float(v) for k, v in (out[0] if out else {}).items()}
-            _print_summary(entry.name, results, trainer, cfg["run_dir"])
+            _print_summary(entry.name, results, trainer, cfg["run_dir"], getattr(model, "metrics_note", ""))
         return results
     finally:
         _finish_wandb()
 
 
-def _print_summary(name: str, results: dict[str, float], trainer, run_dir: str) -> None:
+def _print_summary(name: str, results: dict[str, float], trainer, run_dir: str, note: str = "") -> None:
     keys = [k for k in results if k.count("/") == 1]
-    print(f"\n{name}: test metrics (ID = positive class; FPR95 = FPR of OOD at 95% ID TPR)")
+    print(f"\n{name}: test metrics" + (f" ({note})" if note else ""))
     for k in sorted(keys):
         print(f"  {k:<24} {results[k]:.4f}")
     for ck in trainer.checkpoint_callbacks:

@@ -37,6 +37,7 @@ class TinyCLIP(ZooModule):
     """
 
     zoo_name = "clip"
+    metrics_note = "zero-shot top-1 accuracy (fraction) with the hand prompt on the task images"
 
     def __init__(self, clip_model: str = "zoo-tiny-clip", lr: float = 1e-3, weight_decay: float = 0.1,
                  warmup_steps: int = 100, max_logit_scale: float = 100.0,
@@ -92,7 +93,7 @@ class TinyCLIP(ZooModule):
     # ------------------------------------------------------------------ zero-shot validation
     def on_validation_epoch_start(self) -> None:
         dm = self.trainer.datamodule
-        names = getattr(dm, "val_set_names", ["base", "new"])
+        names = getattr(dm, "test_set_names" if self.trainer.testing else "val_set_names", ["base", "new"])
         with torch.no_grad():
             for i, name in enumerate(names):
                 texts = [dm.template.format(c) for c in dm.classnames[name]]
@@ -110,6 +111,18 @@ class TinyCLIP(ZooModule):
         acc = {n: torch.cat(self._zs_hits[i]).mean().item() for i, n in enumerate(names) if i in self._zs_hits}
         for n, v in acc.items():
             self.log(f"val/zs_{n}", v, prog_bar=True, add_dataloader_idx=False)
+        self._zs_hits = {}
+
+    # test = the same zero-shot protocol on all test images of the task
+    on_test_epoch_start = on_validation_epoch_start
+    test_step = validation_step
+
+    def on_test_epoch_end(self) -> None:
+        dm = self.trainer.datamodule
+        names = getattr(dm, "test_set_names", ["base", "new"])
+        for i, n in enumerate(names):
+            if i in self._zs_hits:
+                self.log(f"test/zs_{n}", torch.cat(self._zs_hits[i]).mean().item(), add_dataloader_idx=False)
         self._zs_hits = {}
 
     def export(self, path: str) -> None:

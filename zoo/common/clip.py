@@ -149,7 +149,9 @@ def read_clip_state(path: str | Path) -> dict[str, torch.Tensor]:
             state = dict(torch.jit.load(str(p), map_location="cpu").state_dict())
         except Exception as err:  # noqa: BLE001
             raise ZooError(f"cannot read TorchScript CLIP archive {p}: {type(err).__name__}") from err
-        for k in ("input_resolution", "context_length", "vocab_size"):
+        # OpenAI's archive carries three config scalars (open_clip drops them too); a traced open_clip
+        # model also carries its non-persistent causal mask. Neither is a weight.
+        for k in ("input_resolution", "context_length", "vocab_size", "attn_mask"):
             state.pop(k, None)
     else:
         obj = read_weights(p)

@@ -19,6 +19,8 @@ import inspect
 import math
 from typing import Any, Literal
 
+import warnings
+
 import torch
 from torch import Tensor
 from torchmetrics.functional.classification import multiclass_accuracy
@@ -27,6 +29,9 @@ from zoo.common.clip import build_clip, fingerprint, get_tokenizer
 from zoo.common.errors import ZooError
 from zoo.common.module import ZooModule
 from zoo.dept.torch_model import CATHead, DePTModel, Fusion, dept_loss, fuse
+
+# The frozen CLIP is kept in eval mode on purpose; Lightning warns about it at every fit start.
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", category=UserWarning)
 
 
 def harmonic_mean(base: float, new: float) -> float:
@@ -56,6 +61,8 @@ class DePT(ZooModule):
     """
 
     zoo_name = "dept"
+    metrics_note = ("accuracy as a fraction; base: C_base-way, fused ITM+CAT; new: C_new-way, ITM only; "
+                    "h = 2*base*new/(base+new)")
     #: the frozen CLIP is not in the checkpoint, so its path must survive zoo.load.
     external_weight_args = ("clip_weights",)
 

@@ -70,6 +70,7 @@ class MODE(ZooModule):
     """
 
     zoo_name = "mode"
+    metrics_note = "ID = positive class; FPR95 = FPR of OOD at 95% ID TPR"
 
     def __init__(
         self,
@@ -321,6 +322,18 @@ class MODE(ZooModule):
         s = self.scores(f)
         pred = f.logits.argmax(1) if "ce" in self.final_objective else self._vote(f)
         return {"pred": pred, "score": s, "is_id": s >= self.threshold.cpu()}
+
+    def predict_rows(self, images: Tensor) -> list[dict[str, Any]]:
+        """One row per image for ``python -m zoo.predict``: class, score and ID/OOD decision."""
+        out = self.predict_images(images)
+        classes = self.transform_spec.get("classes") or []
+        return [{"class": classes[c] if c < len(classes) else str(c), "score": float(s), "decision": "ID" if d else "OOD",
+                 "threshold": float(self.threshold)}
+                for c, s, d in zip(out["pred"].tolist(), out["score"].tolist(), out["is_id"].tolist())]
+
+    def predict_legend(self) -> str:
+        return (f"(score: higher = more ID; ID if score >= {float(self.threshold):.4f}, the 95%-TPR threshold "
+                "on ID validation data)")
 
     def _vote(self, feats: Features) -> Tensor:
         """Class by a ``vote_k``-NN vote of the global feature against the bank."""
