@@ -42,3 +42,40 @@ def test_bench_bad_config_keeps_earlier_report(tmp_path, capsys):
     assert main(["mode", "--config", str(tmp_path / "nope.yaml"), "--out", str(out)]) == 2
     assert "nope.yaml: file not found" in capsys.readouterr().err
     assert (out / "report.md").read_text() == "earlier"
+
+
+def test_dept_bench_tiny_writes_base_new_h_report(tmp_path, world_cache):
+    out = tmp_path / "bench_dept"
+    rc = main(["dept", "--seeds", "0", "1", "--config", str(registry.get("dept").config("tiny")), "--out", str(out),
+               "--override=--trainer.max_epochs=1"])
+    assert rc == 0
+    rep = json.loads((out / "report.json").read_text())
+    s = rep["datasets"]["embedded"]
+    assert s["classes"] == {"base": 24, "new": 24} and s["comparable"]
+    for m in ("zeroshot", "coop", "dept"):
+        x = s["methods"][m]
+        assert len(x["per_seed"]) == 2 and 0 <= x["base"] <= 100 and 0 <= x["new"] <= 100
+        b, n = x["base"], x["new"]
+        assert abs(x["h"] - (2 * b * n / (b + n) if b + n else 0.0)) < 1e-9  # H of the seed-averaged B and N
+    d = s["delta_dept_minus_coop"]
+    assert abs(d["base"] - (s["methods"]["dept"]["base"] - s["methods"]["coop"]["base"])) < 1e-9
+    assert set(s["criteria"]) and all(isinstance(v, bool) for v in s["criteria"].values())
+    md = (out / "report.md").read_text()
+    assert "| CoOp+DePT |" in md and "DePT − CoOp" in md and "Spec pass criteria" in md
+    assert (out / "accuracy.png").stat().st_size > 1000
+    assert "lam" not in (out / "runs" / "coop_from_dept.yaml").read_text()
+
+
+def test_dept_bench_over_a_real_format_dataset(tmp_path, world_cache):
+    from tests.helpers.fewshot_fixtures import write_split_zhou
+
+    root = tmp_path / "data"
+    names = ["red circle", "green square", "blue star", "purple ring", "orange heart"]
+    write_split_zhou(root, "caltech101", names, per_class=(3, 2, 2))
+    out = tmp_path / "bench_real"
+    rc = main(["dept", "--seeds", "1", "--config", str(registry.get("dept").config("tiny")), "--out", str(out),
+               "--datasets", "caltech101", "--data-root", str(root), "--override=--trainer.max_epochs=1",
+               "--override=--data.init_args.num_workers=0", "--override=--data.init_args.image_size=32"])
+    assert rc == 0
+    s = json.loads((out / "report.json").read_text())["datasets"]["caltech101"]
+    assert s["classes"] == {"base": 3, "new": 2} and s["template"] == "a photo of a {}." and s["comparable"]

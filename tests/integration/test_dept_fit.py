@@ -127,3 +127,22 @@ def test_predict_cli_with_training_and_given_classes(fitted, tmp_path, capsys):
     assert "duplicate" in capsys.readouterr().err
     assert predict_main([ckpt, str(img), "--classes", "red zebra"]) == 2
     assert "'zebra' not in the tiny CLIP's vocabulary" in capsys.readouterr().err
+
+
+def test_bad_dataset_inputs_exit_2_with_one_line(tmp_path, capsys, world_cache):
+    from tests.helpers.fewshot_fixtures import write_split_zhou
+    from zoo.fit import main
+
+    root = tmp_path / "data"
+    js = write_split_zhou(root, "caltech101", ["red circle", "blue star", "green ring"], per_class=(2, 1, 1))
+    split = json.loads(js.read_text())
+    split["test"][0][0] = "nowhere/missing_0.jpg"
+    js.write_text(json.dumps(split))
+    args = ["dept", "--config", TINY["dept"], "--data.class_path=datamodules.fewshot.base.FewShotDataModule",
+            f"--data.init_args.root={root}", "--data.init_args.dataset=caltech101", "--data.init_args.num_workers=0",
+            f"--run_dir={tmp_path / 'run'}"]
+    assert main(args) == 2
+    err = [ln for ln in capsys.readouterr().err.strip().splitlines() if not ln.startswith("INFO:")]
+    assert len(err) == 1 and err[0].startswith("error:") and "missing_0.jpg" in err[0]
+    assert main([*args[:-1], f"--data.init_args.root={tmp_path / 'nope'}", f"--run_dir={tmp_path / 'run2'}"]) == 2
+    assert "caltech-101" in capsys.readouterr().err
