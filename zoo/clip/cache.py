@@ -9,6 +9,7 @@ the config file, so changing the recipe gives a new cache entry instead of a sta
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
@@ -64,6 +65,28 @@ def resolve_clip_weights(clip_model: str, weights: str | None) -> str | None:
     return str(ensure_tiny_clip(clip_model, weights[len(PREFIX):]))
 
 
+@contextlib.contextmanager
+def _rng_preserved():
+    """Run a nested training without touching the caller's seeded RNG streams (python, numpy,
+    torch CPU/CUDA, Lightning's PL_GLOBAL_SEED): a run that first builds the tiny CLIP must
+    initialise its own parameters exactly like a run that finds it cached."""
+    import random
+
+    import numpy as np
+
+    py, npy, env = random.getstate(), np.random.get_state(), os.environ.get("PL_GLOBAL_SEED")
+    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []):
+        try:
+            yield
+        finally:
+            random.setstate(py)
+            np.random.set_state(npy)
+            if env is None:
+                os.environ.pop("PL_GLOBAL_SEED", None)
+            else:
+                os.environ["PL_GLOBAL_SEED"] = env
+
+
 def ensure_tiny_clip(clip_model: str = "zoo-tiny-clip", world: str = "shapes_b2n",
                      extra_args: list[str] | None = None) -> Path:
     """Return the cached tiny CLIP, training it once with the world's CLIP config if absent.
@@ -84,7 +107,7 @@ def ensure_tiny_clip(clip_model: str = "zoo-tiny-clip", world: str = "shapes_b2n
     print(f"zoo: no cached {clip_model} for the {world} world; training it once with {cfg.relative_to(cfg.parents[2])} "
           f"(= python -m zoo.fit clip; ~5 min on 2 CPU cores) -> {path}", file=sys.stderr, flush=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".train-") as tmp:
+    with _rng_preserved(), tempfile.TemporaryDirectory(dir=path.parent, prefix=".train-") as tmp:
         args = ["--config", str(cfg), "--model.clip_model", clip_model, "--trainer.logger=false",
                 "--run_dir", tmp, *(extra_args or [])]
         cli = build_cli(registry.get("clip"), args)
