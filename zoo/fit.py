@@ -31,6 +31,9 @@ examples:
   python -m zoo.fit mode --config configs/mode/cifar10_r18.yaml --data.root /data
   python -m zoo.fit mode --trainer.max_epochs=2 --trainer.logger=false
   python -m zoo.fit mode --ckpt_path last                 # resume the newest run
+  python -m zoo.fit dept                                  # DePT on the ShapesB2N world (tiny CLIP built once)
+  python -m zoo.fit dept --config configs/dept/vitb16.yaml --model.clip_weights ViT-B-16.pt \
+      --data.init_args.root /data --data.init_args.dataset dtd
 """
 
 

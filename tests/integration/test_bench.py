@@ -50,7 +50,7 @@ def test_dept_bench_tiny_writes_base_new_h_report(tmp_path, world_cache):
                "--override=--trainer.max_epochs=1"])
     assert rc == 0
     rep = json.loads((out / "report.json").read_text())
-    s = rep["datasets"]["embedded"]
+    s = rep["datasets"]["shapes_b2n"]
     assert s["classes"] == {"base": 24, "new": 24} and s["comparable"]
     for m in ("zeroshot", "coop", "dept"):
         x = s["methods"][m]

@@ -2,7 +2,7 @@
 
 ``python -m zoo.fit clip`` trains ``zoo-tiny-clip`` (open_clip architecture, added with
 ``open_clip.add_model_config``) on the ShapesB2N caption corpus with open_clip's ``ClipLoss``
-(the symmetric InfoNCE of CLIP, Radford et al. 2021, Eq. in Fig. 3's pseudo-code). It is the
+(the symmetric InfoNCE of CLIP, Radford et al. 2021, arXiv:2103.00020, Fig. 3 pseudo-code). It is the
 frozen "pretrained CLIP" of DePT's embedded default (spec ``dept.md``, "Tiny CLIP"); DePT's
 default config builds and caches it on first use (:mod:`zoo.clip.cache`).
 

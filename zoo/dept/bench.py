@@ -102,8 +102,8 @@ def run_bench(entry: ZooEntry, args) -> None:
     coop_entry = registry.get("coop")
     t_start = time.perf_counter()
     report_sets: dict[str, Any] = {}
-    for ds in datasets or ["embedded"]:
-        data_args = [] if ds == "embedded" else [
+    for ds in datasets or ["shapes_b2n"]:
+        data_args = [] if not datasets else [
             "--data.class_path=datamodules.fewshot.base.FewShotDataModule",
             f"--data.init_args.root={args.data_root}", f"--data.init_args.dataset={ds}"]
         rows: dict[str, list[dict[str, Any]]] = {"coop": [], "dept": []}
@@ -128,14 +128,14 @@ def run_bench(entry: ZooEntry, args) -> None:
         delta["per_seed"] = [{k: a[k] - b[k] for k in ("base", "new", "h")}
                              for a, b in zip(methods["dept"]["per_seed"], methods["coop"]["per_seed"])]
         report_sets[ds] = {
-            "dataset": ds if ds != "embedded" else "shapes_b2n (embedded world)",
+            "dataset": ds if datasets else "shapes_b2n (embedded world)",
             "comparable": bool(getattr(dm, "comparable", True)), "note": getattr(dm, "note", ""),
             "classes": {k: len(dm.classnames[k]) for k in ("base", "new")}, "chance": chance,
             "template": dm.template, "methods": methods, "delta_dept_minus_coop": delta,
             "clip": {"model": m0.hparams.clip_model, "weights": m0.hparams.clip_weights,
                      "fingerprint": m0.clip_fingerprint},
         }
-        if ds == "embedded":
+        if not datasets:
             report_sets[ds]["criteria"] = {k: bool(f(methods, chance)) for k, f in CRITERIA.items()}
         for r in rows["coop"] + rows["dept"]:
             r.pop("model"), r.pop("dm")
@@ -168,7 +168,7 @@ def _write(out: Path, report: dict[str, Any]) -> None:
             groups = {{"base": "base", "new": "new", "h": "H"}[k]: v for k, v in groups.items()}
             name = "accuracy.png" if len(report["datasets"]) == 1 else f"accuracy_{ds}.png"
             plot_bars(groups, tmp / name, "top-1 accuracy (%)",
-                      f"{s['dataset']}: base / new / H (mean ± std over seeds {report['seeds']})")
+                      f"{ds}: mean ± std over {len(report['seeds'])} seeds")
         (tmp / "report.json").write_text(json.dumps(report, indent=2, default=float))
         (tmp / "report.md").write_text(_markdown(report))
 
@@ -196,9 +196,11 @@ def _markdown(r: dict[str, Any]) -> str:
         for m, label in METHODS.items():
             x = M[m]
             per = ", ".join(f"{p['h']:.2f}" for p in x["per_seed"])
-            secs = fmt(x.get("seconds"), digits=0) if m != "zeroshot" else "-"
+            if m == "zeroshot":  # no training: the same value for every seed
+                L.append(f"| {label} | {fmt(x['base'])} | {fmt(x['new'])} | **{fmt(x['h'])}** | (no training) | - |")
+                continue
             L.append(f"| {label} | {fmt(x['base'], x['base_std'])} | {fmt(x['new'], x['new_std'])} | "
-                     f"**{fmt(x['h'])}** (± {fmt(x['h_std'])}) | {per} | {secs} |")
+                     f"**{fmt(x['h'])}** (± {fmt(x['h_std'])}) | {per} | {fmt(x.get('seconds'), digits=0)} |")
         d = s["delta_dept_minus_coop"]
         L += ["", f"DePT − CoOp: base {d['base']:+.2f}, new {d['new']:+.2f}, H {d['h']:+.2f}; per seed (base/new/H): "
               + "; ".join(f"{p['base']:+.2f}/{p['new']:+.2f}/{p['h']:+.2f}" for p in d["per_seed"]) + "."]

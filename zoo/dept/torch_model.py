@@ -114,7 +114,7 @@ def encode_prompts(clip: nn.Module, prompts: Tensor, tokens: Tensor) -> Tensor:
 def itm_logits(f_img: Tensor, f_txt: Tensor, logit_scale: Tensor) -> Tensor:
     """Image-text matching logits s_ITM = tau * n(f_I) n(f_T)^T, in float32.
 
-    Ref: DePT arXiv:2309.07439v2, Sec. 3 (the ITM head of CLIP/CoOp), tau = exp(logit_scale).
+    Ref: DePT arXiv:2309.07439v2, Method, the ITM head (CLIP/CoOp's matching), tau = exp(logit_scale).
 
     Args:
         f_img: (B, E) image features. f_txt: (C, E) text features. logit_scale: scalar (log tau).
@@ -132,8 +132,8 @@ class CATHead(nn.Module):
     """The Channel Adjusted Transfer head: per-modality channel-wise affine maps + a linear
     classifier over the base classes.
 
-    Ref: DePT arXiv:2309.07439v2, Sec. 3.2, Eq. (3)-(4) (cwT) and the CAT classifier; official
-    code: gamma/beta initialised to ones/zeros, acting on RAW (unnormalised) features; the linear
+    Ref: DePT arXiv:2309.07439v2, Method, the CAT head (channel-wise transformation cwT and the
+    linear classifier; equation numbers not verified offline, see the model card); official code: gamma/beta initialised to ones/zeros, acting on RAW (unnormalised) features; the linear
     layer keeps nn.Linear's default init; no normalisation and no temperature.
 
     Args:
@@ -176,9 +176,9 @@ class CATHead(nn.Module):
 def dept_loss(logits_itm: Tensor, logits_cat: Tensor | None, y: Tensor, lam: float) -> Tensor:
     """L = (1 - lam) * CE(s_ITM, y) + lam * CE(s_CAT, [y; y]).
 
-    Ref: DePT arXiv:2309.07439v2, Eq. (5) (written there as lam*L_CAT + (1-lam)*L_ITM); lam = 0.7.
+    Ref: DePT arXiv:2309.07439v2, Method, the dual-head objective L = lam*L_CAT + (1-lam)*L_ITM; lam = 0.7.
     The CAT term is the mean over the 2B stacked rows. With ``lam == 0`` (or no head) this is
-    exactly CoOp's loss CE(s_ITM, y) (CoOp arXiv:2109.01134, Eq. (2)).
+    exactly CoOp's loss CE(s_ITM, y) (CoOp arXiv:2109.01134, its cross-entropy over the prompt logits).
 
     Args:
         logits_itm: (B, C) ITM logits.
@@ -197,7 +197,7 @@ def fuse(logits_itm: Tensor, logits_cat: Tensor, lam: float, mode: Fusion = "log
     """Base-class test-time fusion of the two heads.
 
     ``logits`` (official code): s = (1 - lam) * s_ITM + lam * s_CAT on raw logits.
-    ``probs`` (the paper's wording, Sec. 3.3): p = (1 - lam) * softmax(s_ITM) + lam * softmax(s_CAT).
+    ``probs`` (the paper's test-time fusion p = lam*P_CAT + (1-lam)*P_ITM, arXiv:2309.07439v2): p = (1 - lam) * softmax(s_ITM) + lam * softmax(s_CAT).
     Either is then arg-maxed; note the logits live on different scales (tau = 100 cosines vs raw
     linear outputs), which is why the two rules can disagree.
 
