@@ -146,3 +146,14 @@ def test_bad_dataset_inputs_exit_2_with_one_line(tmp_path, capsys, world_cache):
     assert len(err) == 1 and err[0].startswith("error:") and "missing_0.jpg" in err[0]
     assert main([*args[:-1], f"--data.init_args.root={tmp_path / 'nope'}", f"--run_dir={tmp_path / 'run2'}"]) == 2
     assert "caltech-101" in capsys.readouterr().err
+
+
+def test_resume_from_last_continues_the_same_run(tmp_path, world_cache):
+    run = tmp_path / "resume"
+    first = _fit("dept", run, "--trainer.max_epochs=1")
+    ctx1 = first.model.net.prompt.ctx.detach().clone()
+    cli = build_cli(registry.get("dept"), ["--config", TINY["dept"], f"--run_dir={run}", "--trainer.max_epochs=2",
+                                           f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}"])
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config["ckpt_path"])
+    assert cli.trainer.current_epoch == 2 and cli.trainer.global_step == 2 * first.trainer.global_step
+    assert not torch.equal(cli.model.net.prompt.ctx, ctx1)  # it trained on from the restored context

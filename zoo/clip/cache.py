@@ -105,7 +105,7 @@ def ensure_tiny_clip(clip_model: str = "zoo-tiny-clip", world: str = "shapes_b2n
 
     cfg = _config_path(world)
     print(f"zoo: no cached {clip_model} for the {world} world; training it once with {cfg.relative_to(cfg.parents[2])} "
-          f"(= python -m zoo.fit clip; ~5 min on 2 CPU cores) -> {path}", file=sys.stderr, flush=True)
+          f"(= python -m zoo.fit clip; ~7 min on 2 CPU cores) -> {path}", file=sys.stderr, flush=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _rng_preserved(), tempfile.TemporaryDirectory(dir=path.parent, prefix=".train-") as tmp:
         args = ["--config", str(cfg), "--model.clip_model", clip_model, "--trainer.logger=false",

@@ -28,7 +28,7 @@ from torchmetrics.functional.classification import multiclass_accuracy
 from zoo.common.clip import build_clip, fingerprint, get_tokenizer
 from zoo.common.errors import ZooError
 from zoo.common.module import ZooModule
-from zoo.dept.torch_model import CATHead, DePTModel, Fusion, dept_loss, fuse
+from zoo.dept.torch_model import CATHead, DePTModel, Fusion, dept_loss, fuse, itm_logits
 
 # The frozen CLIP is kept in eval mode on purpose; Lightning warns about it at every fit start.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", category=UserWarning)
@@ -185,8 +185,6 @@ class DePT(ZooModule):
     def _eval_step(self, batch: dict[str, Tensor], dataloader_idx: int) -> None:
         st = self._eval[dataloader_idx]
         f_img = self.net.encode_image(batch["image"])
-        from zoo.dept.torch_model import itm_logits
-
         s_itm = itm_logits(f_img, st["text"], self.net.logit_scale)
         if st["head"] and self.lam > 0:
             s_cat = self.net.head(f_img)
