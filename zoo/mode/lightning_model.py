@@ -181,6 +181,7 @@ class MODE(ZooModule):
             losses["ce"] = F.cross_entropy(out["logits"], y)
         if "supcon" in obj:
             losses["supcon"] = supcon_loss(out["proj"], y, temperature=hp.supcon_temperature)
+            self._watch_collapse(out["proj"].detach(), x.shape[0])
         if "alpa" in obj:
             sim = self.net.alpa(out["tokens"].float(), agg=hp.alpa_agg, chunk_size=hp.alpa_chunk_size)
             la = alpa_loss(sim, y, inv_temperature=hp.alpa_inv_temperature)
@@ -198,6 +199,21 @@ class MODE(ZooModule):
             acc = (out["logits"].argmax(1) == y).float().mean()
             self.log("train/acc", acc, on_step=False, on_epoch=True, batch_size=bs)
         return loss
+
+    def _watch_collapse(self, proj: Tensor, n: int) -> None:
+        """Log the mean pairwise cosine of the SupCon embeddings; warn once when it stays above
+        0.99 (all embeddings one direction). That is the stationary point at which the SupCon
+        loss equals (tau/tau_b) * ln(N - 1), e.g. 6.93 for N = 128, tau = 0.1, and its gradient
+        vanishes; see the model card (Known issues) for when it happens."""
+        cos = (proj @ proj.T).mean()
+        self.log("train/supcon_mean_cos", cos, on_step=False, on_epoch=True, batch_size=n)
+        if cos > 0.99 and self.global_step >= 50 and not getattr(self, "_collapse_warned", False):
+            self._collapse_warned = True
+            import warnings
+
+            warnings.warn(f"SupCon embeddings collapsed (mean cosine {cos.item():.3f} at step {self.global_step}): the "
+                          "loss is stuck at (tau/tau_b) ln(N-1) and kNN features carry no class signal; see "
+                          "zoo/mode/README.md, Known issues", stacklevel=2)
 
     # ------------------------------------------------------------------ init_from (MODE-F)
     def _init_from(self, path: str) -> None:
