@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default=None, help="method config (default: configs/<model>/default.yaml)")
     p.add_argument("--baseline-config", default=None, help="baseline config (default: the method config without the method, e.g. MODE without ALPA)")
     p.add_argument("--out", default=None, help="output folder (default: bench/<model>)")
-    p.add_argument("--grid", action="store_true", help="mode: also train the full ablation grid of the spec")
+    p.add_argument("--grid", action="store_true", help="also train the ablation grid (mode: the spec's objectives x scores; dept: the lambda sweep and probability fusion)")
     p.add_argument("--override", action="append", default=[], metavar="ARG=V",
                    help="extra CLI override applied to every run, e.g. --override=--trainer.max_epochs=2")
     p.add_argument("--throughput-steps", type=int, default=30,

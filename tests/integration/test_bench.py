@@ -74,8 +74,11 @@ def test_dept_bench_over_a_real_format_dataset(tmp_path, world_cache):
     write_split_zhou(root, "caltech101", names, per_class=(3, 2, 2))
     out = tmp_path / "bench_real"
     rc = main(["dept", "--seeds", "1", "--config", str(registry.get("dept").config("tiny")), "--out", str(out),
-               "--datasets", "caltech101", "--data-root", str(root), "--override=--trainer.max_epochs=1",
+               "--datasets", "caltech101", "--data-root", str(root), "--grid", "--override=--trainer.max_epochs=1",
                "--override=--data.init_args.num_workers=0", "--override=--data.init_args.image_size=32"])
     assert rc == 0
     s = json.loads((out / "report.json").read_text())["datasets"]["caltech101"]
     assert s["classes"] == {"base": 3, "new": 2} and s["template"] == "a photo of a {}." and s["comparable"]
+    assert set(s["grid"]) == {"lam=0.3", "lam=0.5", "lam=0.9", "lam=1.0", "fusion=probs"}
+    assert "criteria" not in s  # the spec's pass criteria belong to the embedded world
+    assert (out / "lambda.png").is_file() and "Ablation (`--grid`)" in (out / "report.md").read_text()

@@ -24,6 +24,9 @@ from zoo.dept.lightning_model import harmonic_mean
 from zoo.registry import ZooEntry
 
 METHODS = {"zeroshot": "zero-shot CLIP (hand prompt)", "coop": "CoOp", "dept": "CoOp+DePT"}
+#: --grid: the lambda sweep (0 = the CoOp row, 0.7 = the DePT row) and the paper's probability fusion
+GRID = {"lam=0.3": ["--model.lam=0.3"], "lam=0.5": ["--model.lam=0.5"], "lam=0.9": ["--model.lam=0.9"],
+        "lam=1.0": ["--model.lam=1.0"], "fusion=probs": ["--model.fusion=probs"]}
 #: keys of the DePT config that CoOp does not have (removed to derive the baseline config).
 DEPT_ONLY = ("lam", "fusion", "head_lr_mult")
 #: the spec's pass criteria on the embedded world (3-seed means, accuracy points).
@@ -107,13 +110,18 @@ def run_bench(entry: ZooEntry, args) -> None:
             "--data.class_path=datamodules.fewshot.base.FewShotDataModule",
             f"--data.init_args.root={args.data_root}", f"--data.init_args.dataset={ds}"]
         rows: dict[str, list[dict[str, Any]]] = {"coop": [], "dept": []}
+        plan = [("coop", coop_entry, base_cfg, []), ("dept", entry, cfg, [])]
+        if args.grid:
+            plan += [(g, entry, cfg, ov) for g, ov in GRID.items()]
+            rows.update({g: [] for g in GRID})
         zs: dict[str, float] | None = None
         for seed in args.seeds:
-            for name, e, c in (("coop", coop_entry, base_cfg), ("dept", entry, cfg)):
-                print(f"[bench dept] {ds}, seed {seed}: training {METHODS[name]} ...", flush=True)
-                r = _train_and_test(e, c, seed, runs / ds / f"{name}-s{seed}", [*data_args, *args.override])
+            for name, e, c, ov in plan:
+                label = METHODS.get(name, f"DePT {name}")
+                print(f"[bench dept] {ds}, seed {seed}: training {label} ...", flush=True)
+                r = _train_and_test(e, c, seed, runs / ds / f"{name}-s{seed}", [*data_args, *ov, *args.override])
                 rows[name].append(r)
-                print(f"[bench dept] {ds}, seed {seed}: {METHODS[name]} base {r['base']:.2f} new {r['new']:.2f} "
+                print(f"[bench dept] {ds}, seed {seed}: {label} base {r['base']:.2f} new {r['new']:.2f} "
                       f"H {harmonic_mean(r['base'], r['new']):.2f} ({r['seconds']:.0f} s)", flush=True)
             if zs is None:  # the test sets do not depend on the seed: zero-shot once per dataset
                 m, dm = rows["dept"][-1]["model"], rows["dept"][-1]["dm"]
@@ -135,9 +143,11 @@ def run_bench(entry: ZooEntry, args) -> None:
             "clip": {"model": m0.hparams.clip_model, "weights": m0.hparams.clip_weights,
                      "fingerprint": m0.clip_fingerprint},
         }
+        if args.grid:
+            report_sets[ds]["grid"] = {g: _summary(rows[g]) for g in GRID}
         if not datasets:
             report_sets[ds]["criteria"] = {k: bool(f(methods, chance)) for k, f in CRITERIA.items()}
-        for r in rows["coop"] + rows["dept"]:
+        for r in (r for rs in rows.values() for r in rs):
             r.pop("model"), r.pop("dm")
     report: dict[str, Any] = {
         "model": entry.name, "paper": entry.paper, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -169,6 +179,13 @@ def _write(out: Path, report: dict[str, Any]) -> None:
             name = "accuracy.png" if len(report["datasets"]) == 1 else f"accuracy_{ds}.png"
             plot_bars(groups, tmp / name, "top-1 accuracy (%)",
                       f"{ds}: mean ± std over {len(report['seeds'])} seeds")
+            if "grid" in s:
+                lam = {"0 (CoOp)": s["methods"]["coop"], "0.3": s["grid"]["lam=0.3"], "0.5": s["grid"]["lam=0.5"],
+                       "0.7 (DePT)": s["methods"]["dept"], "0.9": s["grid"]["lam=0.9"], "1.0": s["grid"]["lam=1.0"]}
+                sweep = {f"λ={k}": {"base": (v["base"], v["base_std"]), "new": (v["new"], v["new_std"]),
+                                    "H": (v["h"], v["h_std"])} for k, v in lam.items()}
+                plot_bars(sweep, tmp / ("lambda.png" if len(report["datasets"]) == 1 else f"lambda_{ds}.png"),
+                          "top-1 accuracy (%)", f"{ds}: the λ sweep (loss and fusion weight)")
         (tmp / "report.json").write_text(json.dumps(report, indent=2, default=float))
         (tmp / "report.md").write_text(_markdown(report))
 
@@ -208,8 +225,15 @@ def _markdown(r: dict[str, Any]) -> str:
             L.append(f"DePT base accuracy by head alone: ITM {fmt(M['dept']['base_itm'], M['dept']['base_itm_std'])}, "
                      f"CAT {fmt(M['dept']['base_cat'], M['dept']['base_cat_std'])} (fused: "
                      f"{fmt(M['dept']['base'])}).")
+        if "grid" in s:
+            L += ["", "Ablation (`--grid`): λ weights both the loss and the base fusion; λ=0 is the CoOp row, "
+                  "λ=0.7 the DePT row.", "", "| variant | base | new | H | H per seed |", "|---|---|---|---|---|"]
+            for g, x in s["grid"].items():
+                per = ", ".join(f"{p['h']:.2f}" for p in x["per_seed"])
+                L.append(f"| DePT {g} | {fmt(x['base'], x['base_std'])} | {fmt(x['new'], x['new_std'])} | "
+                         f"**{fmt(x['h'])}** (± {fmt(x['h_std'])}) | {per} |")
         if "criteria" in s:
-            L += ["", "Spec pass criteria (3-seed means): " + "; ".join(
+            L += ["", f"Spec pass criteria ({len(r['seeds'])}-seed means; the spec asks for 3): " + "; ".join(
                 f"{k}: {'PASS' if v else 'FAIL'}" for k, v in s["criteria"].items()) + "."]
         L.append("")
     if "average" in r:
