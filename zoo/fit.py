@@ -153,6 +153,27 @@ def run(entry: registry.ZooEntry, args: list[str]) -> dict[str, float]:
         _finish_wandb()
 
 
+def fit_quietly(entry: registry.ZooEntry, config: str, seed: int, run_dir: str | Path, extra: list[str]):
+    """Fit ``entry`` as the benches do: ``config`` + ``extra`` overrides, seeded, no logger, no
+    progress bar, no test stage, in ``run_dir``; training images/s measured by TrainThroughput.
+
+    Returns:
+        ``(cli, seconds, images_per_s)``: the LightningCLI (model, datamodule, trainer), the
+        wall time of ``trainer.fit`` and the measured training throughput.
+    """
+    from callbacks.throughput import TrainThroughput
+
+    args = ["--config", config, f"--seed_everything={seed}", "--trainer.logger=false",
+            "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+            "--test_after_fit=false", f"--run_dir={run_dir}", *extra]
+    cli = build_cli(entry, args)
+    meter = TrainThroughput()
+    cli.trainer.callbacks.append(meter)
+    t0 = time.perf_counter()
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    return cli, time.perf_counter() - t0, meter.images_per_s
+
+
 def _print_summary(name: str, results: dict[str, float], trainer, run_dir: str, note: str = "") -> None:
     keys = [k for k in results if k.count("/") == 1]
     print(f"\n{name}: test metrics" + (f" ({note})" if note else ""))

@@ -54,20 +54,11 @@ def coop_config(dept_cfg: str, out: Path) -> str:
 
 
 def _train_and_test(entry: ZooEntry, config: str, seed: int, run_dir: Path, extra: list[str]) -> dict[str, Any]:
-    from callbacks.throughput import TrainThroughput
-    from zoo.fit import build_cli
+    from zoo.fit import fit_quietly
 
-    args = ["--config", config, f"--seed_everything={seed}", f"--data.init_args.seed={seed}",
-            "--trainer.logger=false", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-            "--test_after_fit=false", f"--run_dir={run_dir}", *extra]
-    cli = build_cli(entry, args)
-    meter = TrainThroughput()
-    cli.trainer.callbacks.append(meter)
-    t0 = time.perf_counter()
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    secs = time.perf_counter() - t0
+    cli, secs, ips = fit_quietly(entry, config, seed, run_dir, [f"--data.init_args.seed={seed}", *extra])
     res = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
-    return {"model": cli.model, "dm": cli.datamodule, "seconds": secs, "images_per_s": meter.images_per_s,
+    return {"model": cli.model, "dm": cli.datamodule, "seconds": secs, "images_per_s": ips,
             "base": 100 * res["test/base_acc"], "new": 100 * res["test/new_acc"],
             "base_itm": 100 * res.get("test/base_acc_itm", res["test/base_acc"]),
             "base_cat": 100 * res["test/base_acc_cat"] if "test/base_acc_cat" in res else None}

@@ -89,18 +89,10 @@ def from_base_overrides(cfg: str, base_ckpt: Path) -> list[str]:
 
 
 def _train(entry: ZooEntry, config: str, overrides: list[str], seed: int, run_dir: Path, extra: list[str]):
-    from callbacks.throughput import TrainThroughput
-    from zoo.fit import build_cli
+    from zoo.fit import fit_quietly
 
-    args = ["--config", config, *overrides, f"--seed_everything={seed}", "--trainer.logger=false",
-            "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-            "--test_after_fit=false", f"--run_dir={run_dir}", *extra]
-    cli = build_cli(entry, args)
-    meter = TrainThroughput()
-    cli.trainer.callbacks.append(meter)
-    t0 = time.perf_counter()
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    return cli.model, cli.datamodule, time.perf_counter() - t0, meter.images_per_s
+    cli, secs, ips = fit_quietly(entry, config, seed, run_dir, [*overrides, *extra])
+    return cli.model, cli.datamodule, secs, ips
 
 
 def _evaluate(model, dm, device: torch.device, scores: dict[str, tuple[str, int]]) -> dict[str, Any]:
