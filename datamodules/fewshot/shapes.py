@@ -53,7 +53,6 @@ import shutil
 import sys
 import tempfile
 import zlib
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +62,9 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.fewshot.base import CLIP_MEAN, CLIP_STD
+from datamodules.fewshot.real import read_split
+from datamodules.ood.base import TransformedArrays
+from datamodules.ood.world import pixel_grid
 
 __all__ = [
     "BASE",
@@ -166,16 +168,6 @@ def caption(colour: int, shape: int, size: int, texture: int, template: int) -> 
 
 
 # --------------------------------------------------------------------------- geometry
-
-
-@lru_cache(maxsize=4)
-def _grid(size: int, ss: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel-centre coordinates (X = column, Y = row, final-pixel units) of the supersampled canvas."""
-    c = ((np.arange(size * ss) + 0.5) / ss).astype(np.float32)
-    x, y = np.meshgrid(c, c)
-    x.flags.writeable = False
-    y.flags.writeable = False
-    return x, y
 
 
 def _star(n: int = 5, inner: float = 0.42) -> np.ndarray:
@@ -295,7 +287,7 @@ def _draw(
     if shift < 0:
         raise ValueError(f"shift must be >= 0, got {shift}")
     S, ss = IMAGE_SIZE, SUPERSAMPLE
-    x, y = _grid(S, ss)
+    x, y = pixel_grid(S, ss)
     img = _background(int(texture), rng, x, y)
     col = _BASE_RGB[colour] + rng.integers(-COLOUR_JITTER, COLOUR_JITTER + 1, 3).astype(np.float32)
     col = np.clip(col, 0.0, 255.0)
@@ -568,24 +560,8 @@ class _Pairs(Dataset):
         return {"image": img, "text": self.captions[i]}
 
 
-class _Labelled(Dataset):
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
-        self.images, self.labels = images, labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"image": self.images[i], "label": self.labels[i]}
-
-
 def _collate_pairs(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {"image": torch.stack([it["image"] for it in items]), "text": [it["text"] for it in items]}
-
-
-def _collate_labelled(items: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"image": torch.stack([it["image"] for it in items]),
-            "label": torch.stack([it["label"] for it in items]).long()}
 
 
 class ShapesCaptions(LightningDataModule):
@@ -633,7 +609,7 @@ class ShapesCaptions(LightningDataModule):
         self.test_set_names = ["base", "new"]
         self.root: Path | None = None
         self._train: _Pairs | None = None
-        self._eval: dict[str, dict[str, _Labelled]] = {}
+        self._eval: dict[str, dict[str, TransformedArrays]] = {}
 
     # -- helpers -------------------------------------------------------------------------------
     def _to_float(self, images: np.ndarray) -> torch.Tensor:
@@ -646,24 +622,22 @@ class ShapesCaptions(LightningDataModule):
         std = torch.tensor(self.std).view(1, 3, 1, 1)
         return x.sub_(mean).div_(std)
 
-    def _task_sets(self, per_class: int | None) -> dict[str, _Labelled]:
-        from PIL import Image
+    def _task_sets(self, per_class: int | None) -> dict[str, TransformedArrays]:
+        from datamodules.ood.real import load_rgb
 
-        data = self.root / DATASET_DIR
-        table = json.loads((data / SPLIT_FILE).read_text())["test"]
+        # the task's test split through the real CoOp-layout reader (the world is written in it)
         by_label: dict[int, list[str]] = {}
-        for rel, label, _ in sorted(table, key=lambda r: (int(r[1]), r[0])):
-            by_label.setdefault(int(label), []).append(rel)
+        for d in sorted(read_split(str(self.root), "shapes_b2n").test, key=lambda d: (d.label, d.path)):
+            by_label.setdefault(d.label, []).append(d.path)
         out = {}
         for name, labels in (("base", BASE), ("new", NEW)):
             imgs, ys = [], []
             for j, label in enumerate(labels):
-                for rel in by_label.get(label, [])[:per_class]:
-                    with Image.open(data / "images" / rel) as im:
-                        imgs.append(np.asarray(im.convert("RGB")))
+                for path in by_label.get(label, [])[:per_class]:
+                    imgs.append(np.asarray(load_rgb(path)))
                     ys.append(j)
             arr = np.stack(imgs) if imgs else np.empty((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
-            out[name] = _Labelled(self._to_float(arr), torch.tensor(ys, dtype=torch.long))
+            out[name] = TransformedArrays(self._to_float(arr), torch.tensor(ys, dtype=torch.long))
         return out
 
     # -- lightning -----------------------------------------------------------------------------
@@ -691,8 +665,8 @@ class ShapesCaptions(LightningDataModule):
 
     def _eval_loaders(self, which: str) -> list[DataLoader]:
         self.setup()
-        return [DataLoader(self._eval[which][name], batch_size=self.eval_batch_size, shuffle=False,
-                           collate_fn=_collate_labelled) for name in ("base", "new")]
+        return [DataLoader(self._eval[which][name], batch_size=self.eval_batch_size, shuffle=False)
+                for name in ("base", "new")]
 
     def val_dataloader(self) -> list[DataLoader]:
         return self._eval_loaders("val")

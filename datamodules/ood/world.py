@@ -330,8 +330,9 @@ def _unit_area(name: str) -> float:
 
 
 @lru_cache(maxsize=8)
-def _grid(size: int, ss: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel-centre coordinates (X = column, Y = row) of the supersampled canvas."""
+def pixel_grid(size: int, ss: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates (X = column, Y = row, final-pixel units) of the supersampled canvas
+    (shared with the ShapesB2N world); read-only, cached."""
     c = ((np.arange(size * ss) + 0.5) / ss).astype(np.float32)
     x, y = np.meshgrid(c, c)
     x.flags.writeable = False
@@ -523,7 +524,7 @@ def _render(name: str, index: int, seed: int, cfg: WorldConfig) -> tuple[np.ndar
     kind = SPLIT_KIND[name]
     rng = _rng_for(name, index, seed)
     size, ss = cfg.image_size, cfg.supersample
-    x, y = _grid(size, ss)
+    x, y = pixel_grid(size, ss)
     visible = np.zeros(x.shape, dtype=bool)
     label = -1
     if kind == "far":
