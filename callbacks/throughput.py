@@ -1,4 +1,4 @@
-"""Training throughput (images/s) measured over the training batches only (no validation)."""
+"""Training throughput in the model's own unit (images/s, tokens/s), over training batches only."""
 
 from __future__ import annotations
 
@@ -9,19 +9,22 @@ from lightning.pytorch import Callback
 
 
 class TrainThroughput(Callback):
-    """Records images/s of the training loop after ``warmup`` steps.
+    """Records the training loop's throughput after ``warmup`` steps.
 
-    Each interval runs from one training batch's end to the next one's end (so data loading, the
-    step and the optimiser are counted), synchronising CUDA so that asynchronous kernels are
-    counted too; the clock restarts at every epoch start, so validation is excluded. Logged as
-    ``train/images_per_s`` at epoch end; :attr:`images_per_s` holds the whole-run value.
+    The unit is the module's: ``pl_module.throughput_unit`` (``"images"`` by default) and
+    ``pl_module.count_units(batch)`` (by default ``len(batch["image"])``; language models count
+    tokens). Each interval runs from one training batch's end to the next one's end (so data
+    loading, the step and the optimiser are counted), synchronising CUDA so that asynchronous
+    kernels are counted too; the clock restarts at every epoch start, so validation is excluded.
+    Logged as ``train/<unit>_per_s`` at epoch end; :attr:`per_s` holds the whole-run value.
     """
 
     def __init__(self, warmup: int = 5) -> None:
         self.warmup = warmup
         self.steps = 0
-        self.images = 0
+        self.units = 0
         self.seconds = 0.0
+        self.unit = "images"
         self._last: float | None = None
 
     @staticmethod
@@ -29,6 +32,9 @@ class TrainThroughput(Callback):
         if pl_module.device.type == "cuda":
             torch.cuda.synchronize(pl_module.device)
         return time.perf_counter()
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.unit = getattr(pl_module, "throughput_unit", "images")
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._last = self._now(pl_module)
@@ -38,13 +44,15 @@ class TrainThroughput(Callback):
         self.steps += 1
         if self.steps > self.warmup and self._last is not None:
             self.seconds += now - self._last
-            self.images += int(batch["image"].shape[0])
+            count = getattr(pl_module, "count_units", None)
+            self.units += int(count(batch)) if count is not None else int(batch["image"].shape[0])
         self._last = now
 
     @property
-    def images_per_s(self) -> float:
-        return self.images / self.seconds if self.seconds > 0 else float("nan")
+    def per_s(self) -> float:
+        """Units per second over the timed steps (NaN before any)."""
+        return self.units / self.seconds if self.seconds > 0 else float("nan")
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self.seconds > 0:
-            pl_module.log("train/images_per_s", self.images_per_s)
+            pl_module.log(f"train/{self.unit}_per_s", self.per_s)

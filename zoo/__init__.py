@@ -16,9 +16,8 @@ _os.environ.setdefault("HF_HUB_OFFLINE", "1")
 _os.environ.setdefault("WANDB_MODE", "offline")
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-__version__ = "0.1.0"
-
-from zoo.registry import list_models  # noqa: E402  (cheap: no torch import)
+from zoo.core import VERSION as __version__  # noqa: E402
+from zoo.core.registry import list_models  # noqa: E402  (cheap: no torch import)
 
 
 def load(path, **overrides):
@@ -31,7 +30,7 @@ def load(path, **overrides):
     Returns:
         The LightningModule, on CPU, in eval mode.
     """
-    from zoo.common.module import load_checkpoint
+    from zoo.core.module import load_checkpoint
 
     return load_checkpoint(path, **overrides)
 

@@ -28,40 +28,10 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from datamodules.fewshot.real import DATASETS, Datum, FullSplit, fewshot, read_split, subsample_classes
-from datamodules.ood.base import eval_transform
-from datamodules.ood.real import load_rgb
-from zoo.common.errors import ZooError
-
-CLIP_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
-
-
-def fewshot_train_transform(size: int, crop_scale: tuple[float, float] = (0.08, 1.0), hflip: bool = True,
-                            mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD) -> Callable:
-    """CoOp's training augmentation: bicubic RandomResizedCrop, horizontal flip, CLIP normalisation.
-
-    Args:
-        size: output side.
-        crop_scale: RandomResizedCrop area range.
-        hflip: random horizontal flips.
-        mean, std: normalisation statistics.
-
-    Returns:
-        A transform from a PIL image (or uint8 tensor) to a float ``[3, size, size]`` tensor.
-    """
-    ops: list = [v2.ToImage(),
-                 v2.RandomResizedCrop(size, scale=tuple(crop_scale), interpolation=v2.InterpolationMode.BICUBIC,
-                                      antialias=True)]
-    if hflip:
-        ops.append(v2.RandomHorizontalFlip())
-    ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
-    return v2.Compose(ops)
-
-
-def fewshot_eval_spec(size: int, mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD) -> dict[str, Any]:
-    """The eval-transform spec (bicubic resize to ``size``, centre crop ``size``, CLIP normalisation)."""
-    return {"resize": size, "crop": size, "mean": list(mean), "std": list(std), "interpolation": "bicubic"}
-
+from datamodules.common.images import load_rgb
+from datamodules.common.transforms import CLIP_MEAN, CLIP_STD, eval_transform, fewshot_eval_spec, fewshot_train_transform
+from zoo.core.errors import ZooError
+from zoo.core.io import cache_root
 
 class ImageFileDataset(Dataset):
     """Image files on disk -> ``{"image": transform(RGB image), "label": int}``.
@@ -86,11 +56,6 @@ class ImageFileDataset(Dataset):
         if isinstance(image, torch.Tensor):
             image = image.as_subclass(torch.Tensor)
         return {"image": image, "label": int(d.label)}
-
-
-def default_cache_dir() -> str:
-    """``$ZOO_CACHE``, else ``~/.cache/zoo``."""
-    return str(os.environ.get("ZOO_CACHE") or Path.home() / ".cache" / "zoo")
 
 
 class FewShotDataModule(LightningDataModule):
@@ -146,7 +111,7 @@ class FewShotDataModule(LightningDataModule):
         return read_split(self._root(), self.dataset)
 
     def _cache_dir(self) -> str:
-        return self.cache_dir or default_cache_dir()
+        return self.cache_dir or str(cache_root())
 
     # -- lightning -----------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:

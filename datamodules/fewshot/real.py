@@ -34,14 +34,15 @@ import json
 import math
 import os
 import random
-import tempfile
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from zoo.common.errors import ZooError
+from datamodules.common.images import IMAGE_EXTENSIONS
+from zoo.core.errors import ZooError
+from zoo.core.io import atomic_write_text
 
 __all__ = [
     "DATASETS",
@@ -55,8 +56,6 @@ __all__ = [
     "subsample_classes",
 ]
 
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-"""Suffixes (compared lower-case) picked up when listing class folders."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -577,18 +576,8 @@ def _write_cache(path: str, full: FullSplit, num_shots: int, seed: int, train: l
         "train": [_rel(d.path, full.base_dir) for d in train],
         "val": None if val is None else [_rel(d.path, full.base_dir) for d in val],
     }
-    folder = os.path.dirname(path)
     try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(payload, f)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write_text(path, json.dumps(payload))
     except OSError as e:  # a read-only cache must not stop training: the draw itself is deterministic
         warnings.warn(f"{path}: cannot write the few-shot cache ({e}); continuing without it", stacklevel=3)
 

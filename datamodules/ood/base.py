@@ -13,56 +13,16 @@ Loaders:
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable
 
 import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import v2
 
-Augment = Literal["none", "ce", "contrastive"]
+from datamodules.common.transforms import ArrayDataset, Augment, TransformedArrays, eval_transform, train_transform
 
-
-def eval_transform(spec: dict[str, Any]) -> Callable:
-    """Eval transform from a spec dict: Resize(resize) -> CenterCrop(crop) -> float -> Normalize.
-
-    The spec is stored in every checkpoint so that ``zoo.predict`` preprocesses exactly like test.
-    An optional ``spec["interpolation"]`` (``"bilinear"``, the default, or ``"bicubic"``) sets the
-    resize interpolation.
-    """
-    modes = {"bilinear": v2.InterpolationMode.BILINEAR, "bicubic": v2.InterpolationMode.BICUBIC}
-    interpolation = spec.get("interpolation", "bilinear")
-    if interpolation not in modes:
-        raise ValueError(f"eval transform spec: interpolation must be one of {sorted(modes)}, got {interpolation!r}")
-    return v2.Compose([
-        v2.ToImage(),
-        v2.Resize(spec["resize"], interpolation=modes[interpolation], antialias=True),
-        v2.CenterCrop(spec["crop"]),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(spec["mean"], spec["std"]),
-    ])
-
-
-def train_transform(size: int, augment: Augment, mean: Sequence[float], std: Sequence[float],
-                    crop_scale: tuple[float, float] = (0.2, 1.0), crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
-                    hflip: bool = True) -> Callable:
-    """Training augmentation of the spec (official SupContrast/MODE recipe).
-
-    ``ce``: RandomResizedCrop + HFlip. ``contrastive``: additionally ColorJitter(.4,.4,.4,.1) p=.8
-    and Grayscale p=.2. ``none``: resize only.
-    """
-    ops: list = [v2.ToImage()]
-    if augment == "none":
-        ops.append(v2.Resize((size, size), antialias=True))
-    else:
-        ops.append(v2.RandomResizedCrop(size, scale=tuple(crop_scale), ratio=tuple(crop_ratio), antialias=True))
-        if hflip:
-            ops.append(v2.RandomHorizontalFlip())
-        if augment == "contrastive":
-            ops += [v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), v2.RandomGrayscale(p=0.2)]
-    ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
-    return v2.Compose(ops)
-
+__all__ = ["ArrayDataset", "Augment", "MultiView", "OODDataModule", "TransformedArrays", "eval_transform",
+           "train_transform"]
 
 class MultiView(Dataset):
     """Wraps a dataset of ``{"image": raw, "label": int}`` and applies ``transform`` ``n_views`` times."""
@@ -180,30 +140,3 @@ class OODDataModule(LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()[0]
-
-
-class ArrayDataset(Dataset):
-    """uint8 (N,H,W,3) images + int labels -> ``{"image": uint8 CHW tensor, "label": int}``."""
-
-    def __init__(self, images, labels) -> None:
-        self.images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
-        self.labels = torch.as_tensor(labels, dtype=torch.long)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"image": self.images[i], "label": int(self.labels[i])}
-
-
-class TransformedArrays(Dataset):
-    """Already-transformed float images (N,3,H,W) + labels, yielding the batch schema."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
-        self.images, self.labels = images, labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"image": self.images[i], "label": int(self.labels[i])}

@@ -9,24 +9,21 @@ sets ``ood_val_near``/``ood_val_far`` come from other seeds and are for monitori
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
+from datamodules.common.world import worlds_root
 from datamodules.ood.base import ArrayDataset, Augment, OODDataModule
-from zoo.common.errors import ZooError
-
-
-def default_cache() -> str:
-    return str(Path(os.environ.get("ZOO_CACHE", Path.home() / ".cache" / "zoo")) / "worlds")
+from zoo.core.errors import ZooError
 
 
 class ClutterGlyphs(OODDataModule):
-    """The procedural ClutterGlyphs-32 world (spec: mode.md, "Default procedural world").
+    """The procedural ClutterGlyphs-32 world (the MODE spec's embedded world; MODE is
+    arXiv:2308.10239v1).
 
     Args:
-        root: cache folder for the generated splits (default ``$ZOO_CACHE/worlds`` or
-            ``~/.cache/zoo/worlds``); regenerated on demand, keyed by seed, sizes and knobs.
+        root: cache folder for the generated splits (default ``$ZOO_CACHE/worlds``, or
+            ``~/.cache/zoo/worlds`` when ``ZOO_CACHE`` is unset or empty); regenerated on demand,
+            keyed by seed, sizes and knobs.
         seed: world seed (the bench varies the training seed, not the world).
         sizes: per-split image counts overriding the spec's (e.g. tiny worlds for tests).
         world: overrides of :class:`datamodules.ood.world.WorldConfig` knobs.
@@ -46,7 +43,7 @@ class ClutterGlyphs(OODDataModule):
                          mean=mean or [0.5, 0.5, 0.5], std=std or [0.25, 0.25, 0.25],
                          crop_scale_min=crop_scale_min, crop_ratio=crop_ratio or [0.9, 1.1], hflip=hflip)
         self.save_hyperparameters()
-        self.root = root or default_cache()
+        self.root = root or str(worlds_root())
         self.seed, self.sizes, self.world = seed, dict(sizes or {}), dict(world or {})
         self.test_sets = list(test_sets or ["ood_near", "ood_far", "ood_bg"])
         self.average = list(average or ["ood_near", "ood_far"])

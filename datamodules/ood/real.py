@@ -6,7 +6,7 @@ Every dataset here is a :class:`torch.utils.data.Dataset` whose ``__getitem__(i)
 - ``label``: ``int``; the class index for labelled sets, ``-1`` for OOD / unlabelled sets.
 
 Nothing is ever downloaded. All paths are local; a missing or malformed file raises a one-line
-:class:`~zoo.common.errors.ZooError` that names the path and what was expected.
+:class:`~zoo.core.errors.ZooError` that names the path and what was expected.
 
 On-disk layouts (relative to a data root; see ``OOD_LAYOUTS`` and ``build_id_set``):
 
@@ -47,8 +47,9 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
+from datamodules.common.images import IMAGE_EXTENSIONS, list_images, load_rgb
 from datamodules.ood.base import OODDataModule
-from zoo.common.errors import ZooError
+from zoo.core.errors import ZooError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -64,29 +65,12 @@ __all__ = [
     "load_rgb",
 ]
 
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-"""Suffixes (compared lower-case) that the flat-folder glob picks up."""
-
 Transform = Callable[[Image.Image], Any]
 
 
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-
-
-def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
-    """Open an image file and convert it to RGB.
-
-    Raises:
-        ZooError: ``"<file>: cannot read image (<PIL reason>)"`` for unreadable/corrupt files.
-    """
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")  # convert() forces a full decode, so truncation shows here
-    except Exception as e:  # PIL raises OSError, ValueError, SyntaxError, DecompressionBombError
-        reason = str(e).strip() or type(e).__name__
-        raise ZooError(f"{path}: cannot read image ({reason})") from e
 
 
 def _item(img: Image.Image, label: int, transform: Transform | None) -> dict[str, Any]:
@@ -97,33 +81,6 @@ def _require_dir(path: Path, expected: str) -> None:
     if not path.is_dir():
         what = "not a directory" if path.exists() else "not found"
         raise ZooError(f"{path}: {what}; expected {expected}")
-
-
-def list_images(root: str | os.PathLike[str]) -> list[str]:
-    """All image files under ``root``, recursively, as sorted POSIX paths relative to ``root``.
-
-    Symlinked sub-directories are followed (each real directory once). Hidden files and
-    directories are skipped. Extensions are matched case-insensitively against
-    :data:`IMAGE_EXTENSIONS`.
-    """
-    root = Path(root)
-    out: list[str] = []
-    seen: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen:  # symlink loop
-            dirnames[:] = []
-            continue
-        seen.add(real)
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        rel_dir = Path(dirpath).relative_to(root)
-        for fn in filenames:
-            if fn.startswith("."):
-                continue
-            if os.path.splitext(fn)[1].lower() in IMAGE_EXTENSIONS:
-                out.append((rel_dir / fn).as_posix())
-    out.sort()
-    return out
 
 
 def _hash_subset(relpaths: Sequence[str], k: int, seed: int) -> list[str]:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from zoo import registry
-from zoo.fit import build_cli, main
+from zoo.core import registry
+from zoo.core.training import build_cli
+from zoo.fit import main
 
 ROOT = Path(__file__).resolve().parents[2]
 

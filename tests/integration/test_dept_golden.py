@@ -1,6 +1,6 @@
 """World-level check (slow: ~2.5 min on 2 cores with the tiny CLIP cached, +5-10 min to build it).
 
-Golden bands (spec dept.md: "calibrate golden bands (+-5) on the shipped config") from the
+Golden bands (+-5 around the shipped config's bench means) from the
 committed `bench/dept/report.json` (3 seeds, CPU): they catch a world, CLIP or recipe that silently
 changes. Run with `pytest -m slow`. Uses the normal cache ($ZOO_CACHE or ~/.cache/zoo).
 """
@@ -23,7 +23,7 @@ TOL = 5.0
 
 def test_default_world_bench_inside_golden_bands(tmp_path):
     assert main(["dept", "--seeds", "0", "1", "2", "--out", str(tmp_path)]) == 0
-    s = json.loads((tmp_path / "report.json").read_text())["datasets"]["shapes_b2n"]
+    s = json.loads((tmp_path / "report.json").read_text())["settings"]["shapes_b2n"]
     for method, metrics in GOLDEN.items():
         for m, gold in metrics.items():
             got = s["methods"][method][m]

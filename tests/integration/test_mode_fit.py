@@ -9,17 +9,17 @@ import pytest
 import torch
 
 import zoo
-from zoo import registry
-from zoo.common.errors import ZooError
-from zoo.fit import build_cli, main
+from zoo.core import registry
+from zoo.core.errors import ZooError
+from zoo.core.training import build_cli
+from zoo.fit import main
+from tests.helpers.fit import fit_tiny
 
 TINY = str(registry.get("mode").config("tiny"))
 
 
 def _fit(run_dir: Path, *extra: str):
-    cli = build_cli(registry.get("mode"), ["--config", TINY, f"--run_dir={run_dir}", *extra])
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    return cli
+    return fit_tiny("mode", run_dir, *extra)
 
 
 @pytest.fixture(scope="module")
@@ -40,22 +40,6 @@ def test_fit_writes_checkpoints_plots_and_a_consistent_bank(fitted):
     assert torch.allclose(m.bank.float().norm(dim=-1), torch.ones(64, 6), atol=1e-3)
     assert torch.isfinite(m.threshold)
     assert cli.trainer.current_epoch == 2
-
-
-def test_fit_then_load_gives_identical_outputs(fitted, tmp_path):
-    cli, _ = fitted
-    m = cli.model.eval()
-    path = tmp_path / "m.ckpt"
-    cli.trainer.save_checkpoint(path)
-    m2 = zoo.load(path)
-    assert type(m2) is type(m) and not m2.training
-    assert m2.transform_spec == m.transform_spec and m2.transform_spec["classes"][0] == "disk"
-    batch = next(iter(cli.datamodule.test_dataloader()[1]))["image"][:8]
-    a, b = m.predict_images(batch), m2.predict_images(batch)
-    for key in ("pred", "score", "is_id"):
-        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
-    torch.testing.assert_close(m.bank, m2.bank, rtol=0, atol=0)
-    assert float(m.threshold) == float(m2.threshold)
 
 
 def test_test_stage_logs_metrics_per_set(fitted):
@@ -133,7 +117,7 @@ def test_predict_bad_inputs(fitted, tmp_path, capsys):
 
 
 def test_load_rejects_foreign_checkpoints(fitted, tmp_path):
-    from zoo.common.module import load_checkpoint
+    from zoo.core.module import load_checkpoint
 
     _, run_dir = fitted
     plain = tmp_path / "plain.pt"

@@ -22,9 +22,9 @@ TOL = {"fpr95": 6.0, "auroc": 3.0}
 def test_default_world_bench_seed0_inside_golden_bands(tmp_path):
     assert main(["mode", "--seeds", "0", "--out", str(tmp_path), "--throughput-steps", "0"]) == 0
     rep = json.loads((tmp_path / "report.json").read_text())
-    knn_near = rep["methods"]["knn"]["per_set"]["ood_near"]["fpr95"]
+    knn_near = rep["settings"]["default"]["methods"]["knn"]["per_set"]["ood_near"]["fpr95"]
     assert 30.0 <= knn_near <= 70.0, f"world calibration drifted: baseline KNN OOD-near FPR95 {knn_near:.1f}"
     for method, metrics in GOLDEN.items():
         for m, gold in metrics.items():
-            got = rep["methods"][method][m]
+            got = rep["settings"]["default"]["methods"][method][m]
             assert abs(got - gold) <= TOL[m], f"{method} {m}: {got:.2f} outside {gold} +- {TOL[m]}"

@@ -15,36 +15,18 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from zoo.common.errors import ZooError
+from zoo.core.errors import ZooError
+from zoo.core.io import atomic_save, cache_root
 
 PREFIX = "zoo:"
 WORLDS = {"shapes_b2n": "configs/clip/default.yaml"}
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("ZOO_CACHE") or Path.home() / ".cache" / "zoo")
-
-
-def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary sibling, then ``os.replace`` (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _config_path(world: str) -> Path:
-    from zoo.registry import REPO_ROOT
+    from zoo.core.registry import REPO_ROOT
 
     if world not in WORLDS:
         raise ZooError(f"unknown embedded CLIP {PREFIX}{world}; known: {', '.join(PREFIX + w for w in WORLDS)}")
@@ -100,8 +82,8 @@ def ensure_tiny_clip(clip_model: str = "zoo-tiny-clip", world: str = "shapes_b2n
     path = cached_clip_path(clip_model, world)
     if path.is_file() and not extra_args:
         return path
-    from zoo import registry
-    from zoo.fit import build_cli
+    from zoo.core import registry
+    from zoo.core.training import build_cli
 
     cfg = _config_path(world)
     print(f"zoo: no cached {clip_model} for the {world} world; training it once with {cfg.relative_to(cfg.parents[2])} "

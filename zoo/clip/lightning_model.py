@@ -2,8 +2,8 @@
 
 ``python -m zoo.fit clip`` trains ``zoo-tiny-clip`` (open_clip architecture, added with
 ``open_clip.add_model_config``) on the ShapesB2N caption corpus with open_clip's ``ClipLoss``
-(the symmetric InfoNCE of CLIP, Radford et al. 2021, arXiv:2103.00020, Fig. 3 pseudo-code). It is the
-frozen "pretrained CLIP" of DePT's embedded default (spec ``dept.md``, "Tiny CLIP"); DePT's
+(the symmetric InfoNCE of CLIP, Radford et al. 2021, arXiv:2103.00020v1, Fig. 3 pseudo-code). It is the
+frozen "pretrained CLIP" of DePT's embedded default; DePT's
 default config builds and caches it on first use (:mod:`zoo.clip.cache`).
 
 Validation: zero-shot accuracy with the hand prompt ``"a photo of a {}."`` on the domain-shifted
@@ -18,9 +18,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from zoo.common.clip import build_clip, get_tokenizer
-from zoo.common.errors import ZooError
-from zoo.common.module import ZooModule
+from zoo.common.vision.clip import build_clip, get_tokenizer
+from zoo.core.errors import ZooError
+from zoo.core.module import ZooModule
+from zoo.core.schedule import warmup_cosine
 
 
 class TinyCLIP(ZooModule):
@@ -28,6 +29,7 @@ class TinyCLIP(ZooModule):
 
     Args:
         clip_model: open_clip architecture (``zoo-tiny-clip``; ``zoo-test-clip`` in tests).
+        clip_vocab: its word-level vocabulary file (default: the ShapesB2N world's ``vocab.txt``).
         lr: AdamW peak learning rate (1e-3).
         weight_decay: AdamW weight decay (0.1) on matrices; none on gains, biases,
             embeddings and the logit scale (open_clip's exclusion rule).
@@ -39,14 +41,15 @@ class TinyCLIP(ZooModule):
     zoo_name = "clip"
     metrics_note = "zero-shot top-1 accuracy (fraction) with the hand prompt on the task images"
 
-    def __init__(self, clip_model: str = "zoo-tiny-clip", lr: float = 1e-3, weight_decay: float = 0.1,
+    def __init__(self, clip_model: str = "zoo-tiny-clip", clip_vocab: str | None = "datamodules/fewshot/shapes/vocab.txt",
+                 lr: float = 1e-3, weight_decay: float = 0.1,
                  warmup_steps: int = 100, max_logit_scale: float = 100.0,
                  template: str = "a photo of a {}.") -> None:
         super().__init__()
         self.save_hyperparameters()
         self.clip = build_clip(clip_model)
         self.clip.train()
-        self.tokenizer = get_tokenizer(clip_model)
+        self.tokenizer = get_tokenizer(clip_model, clip_vocab)
         self._zs_text: dict[int, Tensor] = {}
         self._zs_hits: dict[int, list[Tensor]] = {}
 
@@ -54,6 +57,12 @@ class TinyCLIP(ZooModule):
         """Unit image and text embeddings (B, E), (B, E)."""
         tokens = self.tokenizer(texts).to(self.device)
         return self.clip.encode_image(images, normalize=True), self.clip.encode_text(tokens, normalize=True)
+
+    @torch.no_grad()
+    def reference_outputs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Unit image embeddings of the batch and the logit scale (the reload test compares them)."""
+        return {"image_emb": self.clip.encode_image(batch["image"].to(self.device), normalize=True).cpu(),
+                "logit_scale": self.clip.logit_scale.detach().cpu()}
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         from open_clip.loss import ClipLoss
@@ -83,9 +92,7 @@ class TinyCLIP(ZooModule):
         warm = min(hp.warmup_steps, total // 2)
 
         def factor(step: int) -> float:
-            if step < warm:
-                return (step + 1) / warm
-            return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+            return warmup_cosine(step, total, warm, warmup_inclusive=True, cosine_length=max(1, total - warm))
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
@@ -127,7 +134,7 @@ class TinyCLIP(ZooModule):
 
     def export(self, path: str) -> None:
         """Write the CLIP as a plain open_clip state dict (what ``--model.clip_weights`` reads)."""
-        from zoo.clip.cache import atomic_save
+        from zoo.core.io import atomic_save
 
         atomic_save({k: v.detach().cpu() for k, v in self.clip.state_dict().items()}, path)
 

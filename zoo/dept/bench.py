@@ -1,27 +1,23 @@
 """The DePT bench: zero-shot CLIP, CoOp and CoOp+DePT, base-to-new, over seeds (and datasets).
 
-Every trained row goes through the same LightningCLI path as ``python -m zoo.fit`` with the same
-data, few-shot draw and seed; CoOp's config is DePT's config without the CAT head (``lam = 0``;
-``--baseline-config`` overrides). The last epoch is evaluated (no selection). Per dataset, base
-and new accuracy are averaged over seeds and H = 2BN/(B+N) is computed from those averages; the
-multi-dataset "average" row is H of the mean base and mean new (spec dept.md, Metrics).
+Every trained row goes through the bench harness (:mod:`zoo.common.harness`), i.e. the same
+LightningCLI path as ``python -m zoo.fit`` with the same data, few-shot draw and seed; CoOp's
+config is DePT's config without the CAT head (``lam = 0``; ``--baseline-config`` overrides). The
+last epoch is evaluated (no selection). Per dataset, base and new accuracy are averaged over seeds
+and H = 2BN/(B+N) is computed from those averages; the multi-dataset "average" row is H of the
+mean base and mean new (DePT, arXiv:2309.07439v2, Sec. 4.1, following CoCoOp's protocol).
 """
 
 from __future__ import annotations
 
-import json
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from zoo import registry
-from zoo.common.errors import ZooError
-from zoo.common.report import environment, fmt, mean_std, write_atomically
-from zoo.dept.lightning_model import harmonic_mean
-from zoo.registry import ZooEntry
+from zoo.common.harness import Bench, Comparison, Context, Fitted, Setting, Variant
+from zoo.common.harness.report import fmt, rel
+from zoo.common.metrics.classification import harmonic_mean
+from zoo.core.errors import ZooError
+from zoo.core.registry import ZooEntry
 
 METHODS = {"zeroshot": "zero-shot CLIP (hand prompt)", "coop": "CoOp", "dept": "CoOp+DePT"}
 #: --grid: the lambda sweep (0 = the CoOp row, 0.7 = the DePT row) and the paper's probability fusion
@@ -36,6 +32,10 @@ CRITERIA = {
     "new(DePT) >= new(CoOp) - 2": lambda m, c: m["dept"]["new"] >= m["coop"]["new"] - 2,
     "zero-shot new >= 3x chance": lambda m, c: m["zeroshot"]["new"] >= 3 * c["new"],
 }
+CONVENTIONS = ("top-1 accuracy in %; base = C_base-way on the base classes' test split (DePT: fused "
+               "(1-lam) ITM + lam CAT), new = C_new-way on the new classes (ITM only); per dataset, "
+               "base and new are averaged over seeds and H = 2BN/(B+N) of those averages; +- is the std "
+               "over seeds (for H: of the per-seed H); every row is the last epoch (no selection)")
 
 
 def coop_config(dept_cfg: str, out: Path) -> str:
@@ -48,156 +48,113 @@ def coop_config(dept_cfg: str, out: Path) -> str:
         (cfg.get("model") or {}).pop(k, None)
     path = out / "coop_from_dept.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"# derived by zoo.bench from {dept_cfg}: the same recipe without the CAT head\n"
+    path.write_text(f"# derived by zoo.bench from {rel(dept_cfg)}: the same recipe without the CAT head\n"
                     + yaml.safe_dump(cfg, sort_keys=False))
     return str(path)
 
 
-def _train_and_test(entry: ZooEntry, config: str, seed: int, run_dir: Path, extra: list[str]) -> dict[str, Any]:
-    from zoo.fit import fit_quietly
+class DePTBench(Bench):
+    """Zero-shot CLIP vs CoOp vs CoOp+DePT, base-to-new; ``--grid`` adds the lambda sweep."""
 
-    cli, secs, ips = fit_quietly(entry, config, seed, run_dir, [f"--data.init_args.seed={seed}", *extra])
-    res = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
-    return {"model": cli.model, "dm": cli.datamodule, "seconds": secs, "images_per_s": ips,
-            "base": 100 * res["test/base_acc"], "new": 100 * res["test/new_acc"],
-            "base_itm": 100 * res.get("test/base_acc_itm", res["test/base_acc"]),
-            "base_cat": 100 * res["test/base_acc_cat"] if "test/base_acc_cat" in res else None}
+    title = "DePT bench"
+    conventions = CONVENTIONS
+    metrics = {"base": "base-class top-1 accuracy, %, higher is better",
+               "new": "new-class top-1 accuracy (ITM only), %, higher is better",
+               "h": "harmonic mean 2BN/(B+N) of the seed-averaged base and new, higher is better"}
+    comparisons = (Comparison("dept", "coop", ("base", "new", "h")),)
 
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        g = parser.add_argument_group("DePT options")
+        g.add_argument("--grid", action="store_true", help="also train the lambda sweep and probability fusion")
+        g.add_argument("--datasets", nargs="+", default=None, metavar="NAME",
+                       help="run the protocol over real datasets in CoOp's layout (e.g. dtd eurosat oxford_pets) "
+                            "instead of the embedded world; needs --data-root")
+        g.add_argument("--data-root", default=None, help="folder holding the datasets (CoOp's DATASETS.md layout)")
 
-def _summary(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {"per_seed": [{k: v for k, v in p.items() if k not in ("model", "dm")} for p in per_seed]}
-    for k in ("base", "new", "base_itm", "base_cat", "seconds", "images_per_s"):
-        vals = [p[k] for p in per_seed if p.get(k) is not None]
-        if vals:
-            out[k], out[f"{k}_std"] = mean_std(vals)
-    for p in out["per_seed"]:
-        p["h"] = harmonic_mean(p["base"], p["new"])
-    out["h"] = harmonic_mean(out["base"], out["new"])  # H of the averaged base and new (spec)
-    _, out["h_std"] = mean_std([p["h"] for p in out["per_seed"]])
-    return out
+    def __init__(self, entry: ZooEntry, args) -> None:
+        super().__init__(entry, args)
+        if args.datasets and not args.data_root:
+            raise ZooError("--datasets needs --data-root (the folder holding the datasets in CoOp's layout)")
+        self.baseline_config = self.baseline_config or coop_config(self.config, self.out / "runs")
+        self._zero_shot: dict[str, dict[str, float]] = {}
 
+    def settings(self) -> list[Setting]:
+        if not self.args.datasets:
+            return [Setting("shapes_b2n", label="shapes_b2n (embedded world)", info={"embedded": True})]
+        return [Setting(ds, ["--data.class_path=datamodules.fewshot.base.FewShotDataModule",
+                             f"--data.init_args.root={self.args.data_root}", f"--data.init_args.dataset={ds}"],
+                        label=ds, info={"embedded": False}) for ds in self.args.datasets]
 
-def run_bench(entry: ZooEntry, args) -> None:
-    from zoo.common.clip import get_tokenizer
-    from zoo.dept.evaluate import zero_shot
+    def variants(self, setting: Setting) -> list[Variant]:
+        def seeded(ov: list[str]):
+            return lambda ctx: [f"--data.init_args.seed={ctx.seed}", *ov]
 
-    cfg = args.config or str(entry.config("default"))
-    if not Path(cfg).is_file():
-        raise ZooError(f"--config {cfg}: file not found")
-    out = Path(args.out or Path("bench", entry.name))
-    runs = out / "runs"
-    base_cfg = args.baseline_config or coop_config(cfg, runs)
-    if not Path(base_cfg).is_file():
-        raise ZooError(f"--baseline-config {base_cfg}: file not found")
-    datasets = list(args.datasets or [])
-    if datasets and not args.data_root:
-        raise ZooError("--datasets needs --data-root (the folder holding the datasets in CoOp's layout)")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    coop_entry = registry.get("coop")
-    t_start = time.perf_counter()
-    report_sets: dict[str, Any] = {}
-    for ds in datasets or ["shapes_b2n"]:
-        data_args = [] if not datasets else [
-            "--data.class_path=datamodules.fewshot.base.FewShotDataModule",
-            f"--data.init_args.root={args.data_root}", f"--data.init_args.dataset={ds}"]
-        rows: dict[str, list[dict[str, Any]]] = {"coop": [], "dept": []}
-        plan = [("coop", coop_entry, base_cfg, []), ("dept", entry, cfg, [])]
-        if args.grid:
-            plan += [(g, entry, cfg, ov) for g, ov in GRID.items()]
-            rows.update({g: [] for g in GRID})
-        zs: dict[str, float] | None = None
-        for seed in args.seeds:
-            for name, e, c, ov in plan:
-                label = METHODS.get(name, f"DePT {name}")
-                print(f"[bench dept] {ds}, seed {seed}: training {label} ...", flush=True)
-                r = _train_and_test(e, c, seed, runs / ds / f"{name}-s{seed}", [*data_args, *ov, *args.override])
-                rows[name].append(r)
-                print(f"[bench dept] {ds}, seed {seed}: {label} base {r['base']:.2f} new {r['new']:.2f} "
-                      f"H {harmonic_mean(r['base'], r['new']):.2f} ({r['seconds']:.0f} s)", flush=True)
-            if zs is None:  # the test sets do not depend on the seed: zero-shot once per dataset
-                m, dm = rows["dept"][-1]["model"], rows["dept"][-1]["dm"]
-                zs = zero_shot(m.net.clip, get_tokenizer(m.hparams.clip_model), dm, device)
-        dm = rows["dept"][0]["dm"]
-        zrow = {"base": 100 * zs["base_acc"], "new": 100 * zs["new_acc"]}
-        methods = {"zeroshot": _summary([dict(zrow) for _ in args.seeds]), "coop": _summary(rows["coop"]),
-                   "dept": _summary(rows["dept"])}
-        m0 = rows["dept"][0]["model"]
-        chance = {"base": 100 / len(dm.classnames["base"]), "new": 100 / len(dm.classnames["new"])}
-        delta = {k: methods["dept"][k] - methods["coop"][k] for k in ("base", "new", "h")}
-        delta["per_seed"] = [{k: a[k] - b[k] for k in ("base", "new", "h")}
-                             for a, b in zip(methods["dept"]["per_seed"], methods["coop"]["per_seed"])]
-        report_sets[ds] = {
-            "dataset": ds if datasets else "shapes_b2n (embedded world)",
-            "comparable": bool(getattr(dm, "comparable", True)), "note": getattr(dm, "note", ""),
-            "classes": {k: len(dm.classnames[k]) for k in ("base", "new")}, "chance": chance,
-            "template": dm.template, "methods": methods, "delta_dept_minus_coop": delta,
-            "clip": {"model": m0.hparams.clip_model, "weights": m0.hparams.clip_weights,
-                     "fingerprint": m0.clip_fingerprint},
-        }
-        if args.grid:
-            report_sets[ds]["grid"] = {g: _summary(rows[g]) for g in GRID}
-        if not datasets:
-            report_sets[ds]["criteria"] = {k: bool(f(methods, chance)) for k, f in CRITERIA.items()}
-        for r in (r for rs in rows.values() for r in rs):
-            r.pop("model"), r.pop("dm")
-    report: dict[str, Any] = {
-        "model": entry.name, "paper": entry.paper, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "command": "python -m zoo.bench " + " ".join(sys.argv[1:]), "config": cfg, "baseline_config": base_cfg,
-        "seeds": list(args.seeds), "datasets": report_sets, "environment": environment(device),
-        "conventions": "top-1 accuracy in %; base = C_base-way on the base classes' test split (DePT: fused "
-                       "(1-lam) ITM + lam CAT), new = C_new-way on the new classes (ITM only); per dataset, "
-                       "base and new are averaged over seeds and H = 2BN/(B+N) of those averages; +- is the std "
-                       "over seeds (for H: of the per-seed H); every row is the last epoch (no selection)",
-    }
-    if len(report_sets) > 1:
-        report["average"] = {}
-        for mth in METHODS:
-            b = sum(s["methods"][mth]["base"] for s in report_sets.values()) / len(report_sets)
-            n = sum(s["methods"][mth]["new"] for s in report_sets.values()) / len(report_sets)
-            report["average"][mth] = {"base": b, "new": n, "h": harmonic_mean(b, n)}
-    report["wall_time_s"] = time.perf_counter() - t_start
-    _write(out, report)
+        out = [Variant("coop", "CoOp (the method config without the CAT head)", seeded([]), entry="coop",
+                       config=self.baseline_config),
+               Variant("dept", "CoOp+DePT", seeded([]))]
+        if self.args.grid:
+            out += [Variant(g, f"DePT {g}", seeded(ov)) for g, ov in GRID.items()]
+        return out
 
+    def rows(self, setting: Setting) -> dict[str, str]:
+        return {**METHODS, **({g: f"DePT {g}" for g in GRID} if self.args.grid else {})}
 
-def _write(out: Path, report: dict[str, Any]) -> None:
-    from zoo.common.plots import plot_bars
+    def describe(self, setting: Setting, fitted: Fitted) -> dict[str, Any]:
+        if fitted.variant.name != "dept":
+            return {}
+        dm, m = fitted.datamodule, fitted.model
+        return {"dataset": setting.label, "comparable": bool(getattr(dm, "comparable", True)),
+                "note": getattr(dm, "note", ""),
+                "classes": {k: len(dm.classnames[k]) for k in ("base", "new")},
+                "chance": {"base": 100 / len(dm.classnames["base"]), "new": 100 / len(dm.classnames["new"])},
+                "template": dm.template,
+                "clip": {"model": m.hparams.clip_model, "weights": m.hparams.clip_weights,
+                         "fingerprint": m.clip_fingerprint}}
 
-    def write(tmp: Path) -> None:
-        for ds, s in report["datasets"].items():
-            groups = {k: {METHODS[m]: (s["methods"][m][k], s["methods"][m].get(f"{k}_std", 0.0)) for m in METHODS}
-                      for k in ("base", "new", "h")}
-            groups = {{"base": "base", "new": "new", "h": "H"}[k]: v for k, v in groups.items()}
-            name = "accuracy.png" if len(report["datasets"]) == 1 else f"accuracy_{ds}.png"
-            plot_bars(groups, tmp / name, "top-1 accuracy (%)",
-                      f"{ds}: mean ± std over {len(report['seeds'])} seeds")
-            if "grid" in s:
-                lam = {"0 (CoOp)": s["methods"]["coop"], "0.3": s["grid"]["lam=0.3"], "0.5": s["grid"]["lam=0.5"],
-                       "0.7 (DePT)": s["methods"]["dept"], "0.9": s["grid"]["lam=0.9"], "1.0": s["grid"]["lam=1.0"]}
-                sweep = {f"λ={k}": {"base": (v["base"], v["base_std"]), "new": (v["new"], v["new_std"]),
-                                    "H": (v["h"], v["h_std"])} for k, v in lam.items()}
-                plot_bars(sweep, tmp / ("lambda.png" if len(report["datasets"]) == 1 else f"lambda_{ds}.png"),
-                          "top-1 accuracy (%)", f"{ds}: the λ sweep (loss and fusion weight)")
-        (tmp / "report.json").write_text(json.dumps(report, indent=2, default=float))
-        (tmp / "report.md").write_text(_markdown(report))
+    def evaluate(self, fitted: Fitted) -> dict[str, dict[str, Any]]:
+        from zoo.dept.evaluate import zero_shot
 
-    write_atomically(out, write)
-    print((out / "report.md").read_text())
-    print(f"[bench dept] wrote {out}/report.md, report.json and plots")
+        cli_trainer, model, dm = fitted.trainer, fitted.model, fitted.datamodule
+        res = cli_trainer.test(model, datamodule=dm, verbose=False)[0]
+        base, new = 100 * res["test/base_acc"], 100 * res["test/new_acc"]
+        row = {"base": base, "new": new, "h": harmonic_mean(base, new),
+               "base_itm": 100 * res.get("test/base_acc_itm", res["test/base_acc"])}
+        if "test/base_acc_cat" in res:
+            row["base_cat"] = 100 * res["test/base_acc_cat"]
+        rows = {fitted.variant.name: row}
+        if fitted.variant.name == "dept":
+            name = fitted.setting.name
+            if name not in self._zero_shot:  # the test sets do not depend on the seed: zero-shot once
+                self._zero_shot[name] = zero_shot(model.net.clip, model.net.tokenizer, dm, self.device)
+            zs = self._zero_shot[name]
+            b, n = 100 * zs["base_acc"], 100 * zs["new_acc"]
+            rows["zeroshot"] = {"base": b, "new": n, "h": harmonic_mean(b, n), "train_seconds": None}
+        return rows
 
+    def derive(self, row: dict[str, Any]) -> None:
+        row["h"] = harmonic_mean(row["base"], row["new"])  # H of the averaged base and new (spec)
 
-def _markdown(r: dict[str, Any]) -> str:
-    L = [f"# DePT bench: {r['paper']}", "",
-         f"- created {r['created']} by `{r['command']}`; wall time {r['wall_time_s'] / 60:.1f} min",
-         f"- DePT config `{r['config']}`; CoOp config `{r['baseline_config']}` (DePT's without the CAT head); "
-         f"seeds {r['seeds']}; {r['environment']['device_name']}, torch {r['environment']['torch']}, "
-         f"lightning {r['environment']['lightning']}",
-         f"- {r['conventions']}", ""]
-    for ds, s in r["datasets"].items():
+    def claims(self, setting: Setting, block: dict[str, Any]) -> dict[str, bool]:
+        if not setting.info.get("embedded") or not all(m in block["methods"] for m in ("zeroshot", "coop", "dept")):
+            return {}
+        return {k: bool(f(block["methods"], block["chance"])) for k, f in CRITERIA.items()}
+
+    def finish(self, report: dict[str, Any]) -> None:
+        sets = report["settings"]
+        if len(sets) > 1:
+            report["average"] = {}
+            for mth in METHODS:
+                b = sum(s["methods"][mth]["base"] for s in sets.values()) / len(sets)
+                n = sum(s["methods"][mth]["new"] for s in sets.values()) / len(sets)
+                report["average"][mth] = {"base": b, "new": n, "h": harmonic_mean(b, n)}
+
+    # ------------------------------------------------------------------ report
+    def markdown(self, r: dict[str, Any], s: dict[str, Any]) -> list[str]:
         M = s["methods"]
-        L += [f"## {s['dataset']}", "",
-              f"{s['classes']['base']} base / {s['classes']['new']} new classes (chance {s['chance']['base']:.1f}% / "
-              f"{s['chance']['new']:.1f}%); hand prompt `{s['template']}`; frozen CLIP `{s['clip']['model']}` "
-              f"({s['clip']['weights'] or 'random init'})."]
+        L = [f"{s['classes']['base']} base / {s['classes']['new']} new classes (chance {s['chance']['base']:.1f}% / "
+             f"{s['chance']['new']:.1f}%); hand prompt `{s['template']}`; frozen CLIP `{s['clip']['model']}` "
+             f"({s['clip']['weights'] or 'random init'})."]
         if not s["comparable"]:
             L += ["", f"**Not comparable to published numbers:** {s['note']}"]
         L += ["", "| method | base | new | H | H per seed | train s/run |", "|---|---|---|---|---|---|"]
@@ -208,34 +165,61 @@ def _markdown(r: dict[str, Any]) -> str:
                 L.append(f"| {label} | {fmt(x['base'])} | {fmt(x['new'])} | **{fmt(x['h'])}** | (no training) | - |")
                 continue
             L.append(f"| {label} | {fmt(x['base'], x['base_std'])} | {fmt(x['new'], x['new_std'])} | "
-                     f"**{fmt(x['h'])}** (± {fmt(x['h_std'])}) | {per} | {fmt(x.get('seconds'), digits=0)} |")
-        d = s["delta_dept_minus_coop"]
+                     f"**{fmt(x['h'])}** (± {fmt(x['h_std'])}) | {per} | {fmt(x.get('train_seconds'), digits=0)} |")
+        d = s["deltas"]["dept - coop"]
         L += ["", f"DePT − CoOp: base {d['base']:+.2f}, new {d['new']:+.2f}, H {d['h']:+.2f}; per seed (base/new/H): "
-              + "; ".join(f"{p['base']:+.2f}/{p['new']:+.2f}/{p['h']:+.2f}" for p in d["per_seed"]) + "."]
+              + "; ".join(f"{b:+.2f}/{n:+.2f}/{h:+.2f}" for b, n, h in
+                          zip(d["base_per_seed"], d["new_per_seed"], d["h_per_seed"])) + "."]
         if M["dept"].get("base_cat") is not None:
             L.append(f"DePT base accuracy by head alone: ITM {fmt(M['dept']['base_itm'], M['dept']['base_itm_std'])}, "
                      f"CAT {fmt(M['dept']['base_cat'], M['dept']['base_cat_std'])} (fused: "
                      f"{fmt(M['dept']['base'])}).")
-        if "grid" in s:
+        grid = [g for g in GRID if g in M]
+        if grid:
             L += ["", "Ablation (`--grid`): λ weights both the loss and the base fusion; λ=0 is the CoOp row, "
                   "λ=0.7 the DePT row.", "", "| variant | base | new | H | H per seed |", "|---|---|---|---|---|"]
-            for g, x in s["grid"].items():
+            for g in grid:
+                x = M[g]
                 per = ", ".join(f"{p['h']:.2f}" for p in x["per_seed"])
                 L.append(f"| DePT {g} | {fmt(x['base'], x['base_std'])} | {fmt(x['new'], x['new_std'])} | "
                          f"**{fmt(x['h'])}** (± {fmt(x['h_std'])}) | {per} |")
-        if "criteria" in s:
-            L += ["", f"Spec pass criteria ({len(r['seeds'])}-seed means; the spec asks for 3): " + "; ".join(
-                f"{k}: {'PASS' if v else 'FAIL'}" for k, v in s["criteria"].items()) + "."]
-        L.append("")
-    if "average" in r:
-        L += ["## Average over datasets (H of the mean base and mean new)", "",
-              "| dataset | CoOp base/new/H | CoOp+DePT base/new/H |", "|---|---|---|"]
-        for ds, s in r["datasets"].items():
+        return L
+
+    claims_heading = "Spec pass criteria (3-seed means; the spec asks for 3)"
+
+    def markdown_tail(self, r: dict[str, Any]) -> list[str]:
+        if "average" not in r:
+            return []
+        L = ["## Average over datasets (H of the mean base and mean new)", "",
+             "| dataset | CoOp base/new/H | CoOp+DePT base/new/H |", "|---|---|---|"]
+        for ds, s in r["settings"].items():
             c, d = s["methods"]["coop"], s["methods"]["dept"]
             flag = "" if s["comparable"] else " (not comparable)"
             L.append(f"| {ds}{flag} | {c['base']:.2f}/{c['new']:.2f}/{c['h']:.2f} | "
                      f"{d['base']:.2f}/{d['new']:.2f}/{d['h']:.2f} |")
         a = r["average"]
-        L.append(f"| **average** | {a['coop']['base']:.2f}/{a['coop']['new']:.2f}/{a['coop']['h']:.2f} | "
-                 f"{a['dept']['base']:.2f}/{a['dept']['new']:.2f}/{a['dept']['h']:.2f} |")
-    return "\n".join(L) + "\n"
+        L += [f"| **average** | {a['coop']['base']:.2f}/{a['coop']['new']:.2f}/{a['coop']['h']:.2f} | "
+              f"{a['dept']['base']:.2f}/{a['dept']['new']:.2f}/{a['dept']['h']:.2f} |", ""]
+        return L
+
+    def plots(self, report: dict[str, Any], folder: Path) -> list[str]:
+        from zoo.common.harness.plots import plot_bars
+
+        out = []
+        single = len(report["settings"]) == 1
+        for ds, s in report["settings"].items():
+            M = s["methods"]
+            groups = {label: {METHODS[m]: (M[m][k], M[m].get(f"{k}_std", 0.0)) for m in METHODS}
+                      for k, label in (("base", "base"), ("new", "new"), ("h", "H"))}
+            name = "accuracy.png" if single else f"accuracy_{ds}.png"
+            plot_bars(groups, folder / name, "top-1 accuracy (%)", f"{ds}: mean ± std over {len(report['seeds'])} seeds")
+            out.append(name)
+            if all(g in M for g in GRID):
+                lam = {"0 (CoOp)": M["coop"], "0.3": M["lam=0.3"], "0.5": M["lam=0.5"], "0.7 (DePT)": M["dept"],
+                       "0.9": M["lam=0.9"], "1.0": M["lam=1.0"]}
+                sweep = {f"λ={k}": {"base": (v["base"], v["base_std"]), "new": (v["new"], v["new_std"]),
+                                    "H": (v["h"], v["h_std"])} for k, v in lam.items()}
+                name = "lambda.png" if single else f"lambda_{ds}.png"
+                plot_bars(sweep, folder / name, "top-1 accuracy (%)", f"{ds}: the λ sweep (loss and fusion weight)")
+                out.append(name)
+        return out

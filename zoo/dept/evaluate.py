@@ -12,7 +12,7 @@ from zoo.dept.torch_model import hand_prompt_features, itm_logits
 def zero_shot(clip: nn.Module, tokenizer, dm, device: torch.device | str = "cpu") -> dict[str, float]:
     """Zero-shot CLIP with the dataset's hand prompt (``dm.template``) on each test set of ``dm``.
 
-    Ref: CLIP zero-shot classification with CoOp's per-dataset templates (spec dept.md, Baselines 1).
+    Ref: CLIP zero-shot classification with CoOp's per-dataset templates (DePT, arXiv:2309.07439v2, Sec. 4.1).
 
     Returns:
         ``{"<set>_acc": accuracy (fraction)}`` for every ``dm.test_set_names`` (``base``, ``new``).

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
 import warnings
@@ -25,22 +26,22 @@ import torch
 from torch import Tensor
 from torchmetrics.functional.classification import multiclass_accuracy
 
-from zoo.common.clip import build_clip, fingerprint, get_tokenizer
-from zoo.common.errors import ZooError
-from zoo.common.module import ZooModule
+from zoo.common.vision.clip import build_clip, fingerprint, get_tokenizer
+from zoo.common.metrics.classification import harmonic_mean
+from zoo.core.errors import ZooError
+from zoo.core.module import ZooModule
+from zoo.core.schedule import warmup_cosine
 from zoo.dept.torch_model import CATHead, DePTModel, Fusion, dept_loss, fuse, itm_logits
+
+#: the vocabulary of the embedded world's tiny CLIP (a repo path; see ``zoo.core.io.resolve_repo_path``).
+SHAPES_VOCAB = "datamodules/fewshot/shapes/vocab.txt"
 
 # The frozen CLIP is kept in eval mode on purpose; Lightning warns about it at every fit start.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode", category=UserWarning)
 
 
-def harmonic_mean(base: float, new: float) -> float:
-    """H = 2BN / (B + N), the base-to-new summary of CoCoOp/DePT (0 when both are 0)."""
-    return 2 * base * new / (base + new) if base + new > 0 else 0.0
-
-
 class DePT(ZooModule):
-    """CoOp + DePT on a frozen CLIP (spec ``dept.md``; arXiv:2309.07439v2).
+    """CoOp + DePT on a frozen CLIP (arXiv:2309.07439v2).
 
     Args:
         clip_model: open_clip architecture: ``ViT-B-16-quickgelu`` (paper) or ``zoo-tiny-clip``.
@@ -48,6 +49,8 @@ class DePT(ZooModule):
             ``clip`` checkpoint), ``zoo:shapes_b2n`` for the embedded world's tiny CLIP (trained
             and cached on first use), or None for a seeded random CLIP (tests, throughput only).
             Checkpoints keep this path: the frozen CLIP is not stored in them.
+        clip_vocab: the vocabulary file of the zoo's word-level CLIPs (default: the ShapesB2N
+            world's ``vocab.txt``); ignored by open_clip's BPE architectures.
         n_ctx: context vectors (16 in the paper; 4 on the embedded world).
         ctx_init: optional words initialising the context (e.g. "a photo of a").
         ctx_std: std of the random context init (0.02).
@@ -64,12 +67,14 @@ class DePT(ZooModule):
     metrics_note = ("accuracy as a fraction; base: C_base-way, fused ITM+CAT; new: C_new-way, ITM only; "
                     "h = 2*base*new/(base+new)")
     #: the frozen CLIP is not in the checkpoint, so its path must survive zoo.load.
-    external_weight_args = ("clip_weights",)
+    weight_args = ("clip_weights",)
+    external_weight_args = ("clip_weights", "clip_vocab")
 
     def __init__(
         self,
         clip_model: str = "zoo-tiny-clip",
         clip_weights: str | None = "zoo:shapes_b2n",
+        clip_vocab: str | None = SHAPES_VOCAB,
         n_ctx: int = 16,
         ctx_init: str | None = None,
         ctx_std: float = 0.02,
@@ -90,7 +95,7 @@ class DePT(ZooModule):
             raise ZooError(f"--model.lam must be in [0, 1], got {lam}")
         clip = _frozen_clip(clip_model, clip_weights)
         self.clip_fingerprint = fingerprint(clip)
-        self.net = DePTModel(clip, get_tokenizer(clip_model), n_ctx=n_ctx, ctx_init=ctx_init, ctx_std=ctx_std)
+        self.net = DePTModel(clip, get_tokenizer(clip_model, clip_vocab), n_ctx=n_ctx, ctx_init=ctx_init, ctx_std=ctx_std)
         #: the training (base) class names: the CAT head's classes and the default prediction set.
         self.classnames: list[str] = []
         self._eval: dict[int, dict[str, Any]] = {}
@@ -145,7 +150,7 @@ class DePT(ZooModule):
         ``1/2 (1 + cos(pi (e - w) / E))`` for e >= w, with E = max_epochs (Dassl's cosine)."""
         hp = self.hparams
         total = self.trainer.max_epochs if self._trainer is not None and (self.trainer.max_epochs or -1) > 0 else 10
-        return 0.5 * (1 + math.cos(math.pi * (epoch - hp.warmup_epochs) / total))
+        return warmup_cosine(epoch, total, hp.warmup_epochs, cosine_length=total)
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -240,6 +245,29 @@ class DePT(ZooModule):
         self.log_dict({f"test/{k}": v for k, v in acc.items()})
 
     # ------------------------------------------------------------------ prediction
+    @classmethod
+    def add_predict_arguments(cls, parser) -> None:
+        from datamodules.fewshot.real import class_names_from_arg
+
+        parser.add_argument("--classes", type=class_names_from_arg, default=None, metavar='"a,b,c"',
+                            help="classify against these class names (comma-separated; ITM only with the "
+                                 "learned context) instead of the training classes")
+
+    @torch.no_grad()
+    def _predict_classes(self, classes: list[str] | None) -> tuple[list[str], Tensor, bool]:
+        names = list(classes) if classes else list(self.classnames)
+        if not names:
+            raise ZooError("no classes: this model has no training classes stored; pass --classes")
+        use_head = self.net.head is not None and names == self.classnames
+        return names, self.class_text_features(names), use_head
+
+    @torch.no_grad()
+    def _predict_batch(self, images: Tensor, names: list[str], f_txt: Tensor, use_head: bool) -> dict[str, Any]:
+        s = self.net.predict_logits(images.to(self.device), f_txt, use_head, self.lam, self.fusion)
+        p = s if (use_head and self.fusion == "probs") else s.softmax(-1)
+        conf, pred = p.max(1)
+        return {"pred": pred.cpu(), "prob": conf.cpu(), "classes": names, "fused": use_head and self.lam > 0}
+
     @torch.no_grad()
     def predict_images(self, images: Tensor, classes: list[str] | None = None) -> dict[str, Any]:
         """Classify normalised images against the training classes (fused ITM + CAT) or against
@@ -249,22 +277,19 @@ class DePT(ZooModule):
             ``{"pred": (B,) class index, "prob": (B,) softmax probability of the ITM (or fused
             probs) score, "classes": the class list used, "fused": bool}``.
         """
-        names = list(classes) if classes else list(self.classnames)
-        if not names:
-            raise ZooError("no classes: this model has no training classes stored; pass --classes")
-        f_txt = self.class_text_features(names)
-        use_head = self.net.head is not None and names == self.classnames
-        s = self.net.predict_logits(images.to(self.device), f_txt, use_head, self.lam, self.fusion)
-        p = s if (use_head and self.fusion == "probs") else s.softmax(-1)
-        conf, pred = p.max(1)
-        return {"pred": pred.cpu(), "prob": conf.cpu(), "classes": names, "fused": use_head and self.lam > 0}
+        return self._predict_batch(images, *self._predict_classes(classes))
 
-    def predict_rows(self, images: Tensor, classes: list[str] | None = None) -> list[dict[str, Any]]:
-        """One row per image for ``python -m zoo.predict``: class name and its probability."""
-        out = self.predict_images(images, classes)
-        return [{"class": out["classes"][i], "prob": float(p)} for i, p in zip(out["pred"].tolist(), out["prob"])]
+    def predict_rows(self, batches: Iterable[Tensor], classes: list[str] | None = None,
+                     **options: Any) -> Iterator[dict[str, Any]]:
+        """One row per image for ``python -m zoo.predict``: class name and its probability. The
+        class text features are computed once for all batches."""
+        names, f_txt, use_head = self._predict_classes(classes)
+        for images in batches:
+            out = self._predict_batch(images, names, f_txt, use_head)
+            for i, p in zip(out["pred"].tolist(), out["prob"].tolist()):
+                yield {"class": names[i], "prob": float(p)}
 
-    def predict_legend(self, classes: list[str] | None = None) -> str:
+    def predict_legend(self, classes: list[str] | None = None, **options: Any) -> str:
         if classes:
             return f"({len(classes)} given classes: ITM only with the learned context)"
         head = "fused ITM + CAT head" if self.net.head is not None else "ITM"
@@ -300,6 +325,7 @@ class CoOp(DePT):
         self,
         clip_model: str = "zoo-tiny-clip",
         clip_weights: str | None = "zoo:shapes_b2n",
+        clip_vocab: str | None = SHAPES_VOCAB,
         n_ctx: int = 16,
         ctx_init: str | None = None,
         ctx_std: float = 0.02,
@@ -309,7 +335,7 @@ class CoOp(DePT):
         warmup_epochs: int = 1,
         warmup_lr: float = 1e-5,
     ) -> None:
-        super().__init__(clip_model=clip_model, clip_weights=clip_weights, n_ctx=n_ctx, ctx_init=ctx_init,
+        super().__init__(clip_model=clip_model, clip_weights=clip_weights, clip_vocab=clip_vocab, n_ctx=n_ctx, ctx_init=ctx_init,
                          ctx_std=ctx_std, lam=0.0, lr=lr, momentum=momentum, weight_decay=weight_decay,
                          warmup_epochs=warmup_epochs, warmup_lr=warmup_lr)
 

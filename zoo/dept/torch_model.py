@@ -1,7 +1,7 @@
 """DePT on a frozen CLIP: the CoOp prompt learner, the CAT head, the losses and the fusion.
 
 Plain PyTorch (no Lightning). Ref: Zhang et al., "DePT: Decoupled Prompt Tuning",
-arXiv:2309.07439v2 (CVPR 2024), official code Koorye/DePT; spec ``dept.md``. CoOp: Zhou et al.,
+arXiv:2309.07439v2 (CVPR 2024), official code Koorye/DePT. CoOp: Zhou et al.,
 "Learning to Prompt for Vision-Language Models", IJCV 2022 (arXiv:2109.01134).
 
 Shapes: B images, C classes, L text context, D text width, E joint embedding (512 for ViT-B/16).
@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.common.errors import ZooError
+from zoo.core.errors import ZooError
 
 Fusion = Literal["logits", "probs"]
 

@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zoo.common.errors import ZooError
-from zoo.common.metrics import ood_metrics, roc_curve, threshold_at_tpr
-from zoo.common.module import ZooModule
+from zoo.core.errors import ZooError
+from zoo.common.metrics.ood import ood_metrics, roc_curve, threshold_at_tpr
+from zoo.core.module import ZooModule
+from zoo.core.schedule import warmup_cosine
 from zoo.mode.evaluate import Features, extract, score, timed_score
 from zoo.mode.torch_model import MODEModel, alpa_loss, supcon_loss
 
@@ -37,11 +39,11 @@ class MODE(ZooModule):
     """MODE (ALPA + CSD) and the KNN baseline on one backbone.
 
     Ref: Zhang et al., "From Global to Local: Multi-scale Out-of-distribution Detection",
-    arXiv:2308.10239v1 (IEEE TIP 2023); spec ``mode.md``.
+    arXiv:2308.10239v1 (IEEE TIP 2023).
 
     Args:
         backbone: ``world_resnet`` (embedded world), ``cifar_resnet18``, ``cifar_resnet34``,
-            ``resnet50`` (see ``zoo.common.backbones``).
+            ``resnet50`` (see ``zoo.common.vision.backbones``).
         num_classes: ID classes.
         backbone_weights: local backbone weight file (strict); ``None`` = random init.
         init_from: MODE-F start point: a zoo MODE checkpoint (backbone and heads are loaded,
@@ -70,6 +72,8 @@ class MODE(ZooModule):
     """
 
     zoo_name = "mode"
+    #: weight files whose weights land in the state dict: not needed to reload.
+    weight_args = ("backbone_weights", "init_from")
     metrics_note = "ID = positive class; FPR95 = FPR of OOD at 95% ID TPR"
 
     def __init__(
@@ -139,15 +143,8 @@ class MODE(ZooModule):
             base, t0, length = hp.pretrain_lr, 0.0, hp.pretrain_epochs
         else:
             base, t0, length = hp.lr, float(hp.pretrain_epochs), max(1e-9, total - hp.pretrain_epochs)
-        eta_min = base * hp.min_lr_ratio
-        u = min(max(t - t0, 0.0), length)
-
-        def cosine(x: float) -> float:
-            return eta_min + (base - eta_min) * (1 + math.cos(math.pi * x / length)) / 2
-
-        if hp.warmup_epochs and u < hp.warmup_epochs:
-            return hp.warmup_from + (u / hp.warmup_epochs) * (cosine(hp.warmup_epochs) - hp.warmup_from)
-        return cosine(u)
+        return warmup_cosine(t - t0, length, hp.warmup_epochs, base=base, eta_min=base * hp.min_lr_ratio,
+                             warmup_start=hp.warmup_from, cosine_from="start", cosine_length=length)
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -217,7 +214,7 @@ class MODE(ZooModule):
 
     # ------------------------------------------------------------------ init_from (MODE-F)
     def _init_from(self, path: str) -> None:
-        from zoo.common.module import read_checkpoint
+        from zoo.core.module import read_checkpoint
 
         ckpt = read_checkpoint(path)
         if ckpt["zoo"].get("name") != "mode":
@@ -339,28 +336,33 @@ class MODE(ZooModule):
         pred = f.logits.argmax(1) if "ce" in self.final_objective else self._vote(f)
         return {"pred": pred, "score": s, "is_id": s >= self.threshold.cpu()}
 
-    def predict_rows(self, images: Tensor) -> list[dict[str, Any]]:
-        """One row per image for ``python -m zoo.predict``: class, score and ID/OOD decision."""
-        out = self.predict_images(images)
-        classes = self.transform_spec.get("classes") or []
-        return [{"class": classes[c] if c < len(classes) else str(c), "score": float(s), "decision": "ID" if d else "OOD",
-                 "threshold": float(self.threshold)}
-                for c, s, d in zip(out["pred"].tolist(), out["score"].tolist(), out["is_id"].tolist())]
+    def predict_rows(self, batches: Iterable[Tensor], **options: Any) -> Iterator[dict[str, Any]]:
+        """One row per image for ``python -m zoo.predict``: class, score and ID/OOD decision.
 
-    def predict_legend(self) -> str:
+        Args:
+            batches: (B, 3, H, W) normalised image batches.
+        """
+        classes = self.transform_spec.get("classes") or []
+        for images in batches:
+            out = self.predict_images(images)
+            for c, s, d in zip(out["pred"].tolist(), out["score"].tolist(), out["is_id"].tolist()):
+                yield {"class": classes[c] if c < len(classes) else str(c), "score": float(s),
+                       "decision": "ID" if d else "OOD", "threshold": float(self.threshold)}
+
+    def predict_legend(self, **options: Any) -> str:
         return (f"(score: higher = more ID; ID if score >= {float(self.threshold):.4f}, the 95%-TPR threshold "
                 "on ID validation data)")
 
     def _vote(self, feats: Features) -> Tensor:
         """Class by a ``vote_k``-NN vote of the global feature against the bank."""
-        from zoo.common.knn import knn_vote
+        from zoo.common.vision.knn import knn_vote
 
         return knn_vote(feats.global_, self.bank[:, 4].float().cpu(), self.bank_labels.cpu(),
                         k=min(self.hparams.vote_k, self.bank.shape[0]), num_classes=feats.logits.shape[1])
 
     # ------------------------------------------------------------------ plots & checkpoint
     def _plot(self, stage: str, id_s: Tensor, ood_scores: dict[str, Tensor], per: dict[str, dict]) -> None:
-        from zoo.common.plots import plot_roc, plot_score_hist
+        from zoo.common.harness.plots import plot_roc, plot_score_hist
 
         folder = Path(self.trainer.default_root_dir) / "plots"
         curves = {}

@@ -1,7 +1,7 @@
 """MODE: Multi-scale OOD DEtection = ALPA training objective + CSD test-time score.
 
 Ref: Zhang et al., "From Global to Local: Multi-scale Out-of-distribution Detection",
-arXiv:2308.10239 (IEEE TIP 32, 2023). Zoo spec: ``/work/shared/specs/mode.md``.
+arXiv:2308.10239v1 (IEEE TIP 32, 2023).
 
 Plain PyTorch only (no lightning): region features, the ALPA attention similarity and loss,
 the SupCon loss used by MODE-T, the CSD and KNN scores, and the backbone + heads module.
@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.common.backbones import build_backbone
-from zoo.common.errors import ZooError
-from zoo.common.knn import kth_neighbor_sim, sim_to_sqdist
+from zoo.common.vision.backbones import build_backbone
+from zoo.core.errors import ZooError
+from zoo.common.vision.knn import kth_neighbor_sim, sim_to_sqdist
 
 _COS_EPS = 1e-8
 _AGGREGATIONS = ("mean", "max", "sum", "logsumexp")
@@ -32,7 +32,7 @@ _HEADS = ("ce", "supcon")
 def region_features(fmap: Tensor) -> Tensor:
     """The 6 CSD region vectors of a feature map: 4 quadrants, global and centre.
 
-    Ref: arXiv:2308.10239, Sec. III (multi-scale region features Z(x)); spec "CSD regions".
+    Ref: arXiv:2308.10239v1, Sec. III (multi-scale region features Z(x)).
 
     - Quadrants: ``adaptive_avg_pool2d(fmap, 2)``, row-major: q00 top-left, q01 top-right,
       q10 bottom-left, q11 bottom-right. On odd sizes (e.g. 7x7) the windows overlap by one
@@ -67,7 +67,7 @@ def _projector(in_dim: int, dim: int) -> nn.Sequential:
 class ALPAAttention(nn.Module):
     """ALPA's cross-image attention similarity s_ij between all pairs of a batch.
 
-    Ref: arXiv:2308.10239, Sec. III-B (Attention-based Local PropAgation, ALPA); spec "ALPA loss".
+    Ref: arXiv:2308.10239v1, Sec. III-B (Attention-based Local PropAgation, ALPA).
     The module follows Spatial Contrastive Learning (Ouali et al. 2021) as reused by MODE.
 
     Three projectors phi_q, phi_k, phi_v, each ``Linear(C, C, bias=False) -> ReLU ->
@@ -162,7 +162,7 @@ def _aggregate(cos: Tensor, agg: str) -> Tensor:
 def alpa_loss(sim: Tensor, labels: Tensor, inv_temperature: float = 10.0) -> Tensor:
     """Supervised-contrastive loss on the ALPA pair similarity.
 
-    Ref: arXiv:2308.10239, Sec. III-B, ALPA objective; spec "ALPA loss" (code form,
+    Ref: arXiv:2308.10239v1, Sec. III-B, ALPA objective (code form,
     ``temperature_s=10`` multiplies, i.e. tau = 0.1):
 
         L = -(1/N) sum_i (1/|P(i)|) sum_{j in P(i)}
@@ -201,7 +201,7 @@ def supcon_loss(
 ) -> Tensor:
     """SupContrast loss (Khosla et al. 2020), ``contrast_mode="all"``, used by MODE-T.
 
-    Ref: arXiv:2308.10239, Sec. IV (MODE-T = L_SupCon + lambda L_ALPA); spec "Objectives"
+    Ref: arXiv:2308.10239v1, Sec. IV (MODE-T = L_SupCon + lambda L_ALPA)
     (SupContrast carries the tau/0.07 factor, 1.43 at tau = 0.1).
 
         L = (tau / tau_b) * mean_{i: |P(i)|>0} -(1/|P(i)|) sum_{j in P(i)}
@@ -244,17 +244,16 @@ def csd_score(
 ) -> Tensor:
     """Cross-Scale Decision score S(x) = max_r(-d_r); **higher = more ID**.
 
-    Ref: arXiv:2308.10239, Sec. III-C (CSD, the equation for S(x)); spec "CSD test-time
-    procedure". Each of the 6 test regions is L2-normalised; d_r is its squared L2 distance to
+    Ref: arXiv:2308.10239v1, Sec. III-C (CSD, the equation for S(x)). Each of the 6 test regions is L2-normalised; d_r is its squared L2 distance to
     its k-th nearest neighbour in one bank holding all 6 normalised regions of every ID train
     image, d_r = 2 - 2 sim_k. S lies in [-4, 0] (clamped against rounding). It is a max over
     regions, not a mean, and there is one shared bank (no per-scale banks).
 
     Args:
         regions: (Q, 6, C) region vectors from :func:`region_features` (any norm).
-        bank: (M, C) unit rows, or a sequence of shards (see ``zoo.common.knn``).
+        bank: (M, C) unit rows, or a sequence of shards (see ``zoo.common.vision.knn``).
         k: neighbour rank (10 in the code).
-        **knn_kwargs: passed to ``zoo.common.knn.kth_neighbor_sim`` (``chunk_size``,
+        **knn_kwargs: passed to ``zoo.common.vision.knn.kth_neighbor_sim`` (``chunk_size``,
             ``device``, ``precision``).
 
     Returns:
@@ -273,14 +272,14 @@ def knn_score(
 ) -> Tensor:
     """KNN baseline score (Sun et al., ICML'22): -d_k on the global feature; **higher = more ID**.
 
-    Ref: arXiv:2308.10239, Sec. IV (KNN baseline); spec "Baselines" (k=50 CIFAR-10, 200
+    Ref: arXiv:2308.10239v1, Sec. IV (KNN baseline) (k=50 CIFAR-10, 200
     CIFAR-100, 1000 ImageNet; also report it at CSD's k).
 
     Args:
         global_feats: (Q, C) global pooled features (L2-normalised here).
         bank_global: (M, C) unit-norm global features of ID train images, or shards.
         k: neighbour rank.
-        **knn_kwargs: passed to ``zoo.common.knn.kth_neighbor_sim``.
+        **knn_kwargs: passed to ``zoo.common.vision.knn.kth_neighbor_sim``.
 
     Returns:
         (Q,) scores -d_k in [-4, 0], d_k = 2 - 2 sim_k.
@@ -295,20 +294,20 @@ def knn_score(
 class MODEModel(nn.Module):
     """Backbone + CE head + SupCon head + ALPA attention (MODE-T / MODE-F / baselines).
 
-    Ref: arXiv:2308.10239, Sec. III; spec "Architecture" and "Objectives". Both heads always
+    Ref: arXiv:2308.10239v1, Sec. III and "Objectives". Both heads always
     exist so every checkpoint has the same keys; ``head`` records which one trains the
     backbone (``"ce"``: Linear(C, n_cls); ``"supcon"``: MLP C->C->ReLU->supcon_dim, unit norm).
     Neither head is used by CSD, which reads the post-ReLU layer4 map.
 
     Args:
-        backbone: a name in ``zoo.common.backbones.BACKBONES``.
+        backbone: a name in ``zoo.common.vision.backbones.BACKBONES``.
         num_classes: ID classes for the CE head.
         head: ``"ce"`` or ``"supcon"``.
         alpa_dim: ALPA projection width d.
         supcon_dim: SupCon embedding width.
         backbone_weights: optional local weight file for the backbone (strict load).
         backbone_weights_prefix: key prefix to select and strip in that file (e.g. ``"module."``);
-            see ``zoo.common.backbones.build_backbone``.
+            see ``zoo.common.vision.backbones.build_backbone``.
     """
 
     def __init__(

@@ -26,8 +26,13 @@ def _parse_value(v: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from zoo import registry
-    from zoo.mode.bench import _evaluate, _train
+    from zoo.core import registry
+    from zoo.core.training import fit_quietly
+    from zoo.mode.bench import evaluate_scores
+
+    def train(overrides: list[str], run_dir: Path):
+        cli, _, _ = fit_quietly(entry, cfg, args.seed, run_dir, [*overrides, *common])
+        return cli.model, cli.datamodule
 
     p = argparse.ArgumentParser(prog="python -m zoo.mode.world_probe", description=__doc__.split("\n\n")[0])
     p.add_argument("--world", action="append", default=[], metavar="KNOB=V", help="WorldConfig override")
@@ -45,17 +50,15 @@ def main(argv: list[str] | None = None) -> int:
     common = [f"--data.init_args.world={json.dumps(world)}", *args.override]
     tmp = Path(tempfile.mkdtemp(prefix="world_probe-"))
     t0 = time.perf_counter()
-    ce, dm, _, _ = _train(entry, cfg, ["--model.objective=ce", "--model.pretrain_epochs=0", "--model.lr=0.1",
-                                       "--data.init_args.n_views=1", f"--trainer.max_epochs={args.ce_epochs}"],
-                          args.seed, tmp / "ce", common)
+    ce, dm = train(["--model.objective=ce", "--model.pretrain_epochs=0", "--model.lr=0.1",
+                    "--data.init_args.n_views=1", f"--trainer.max_epochs={args.ce_epochs}"], tmp / "ce")
     ce_ckpt = tmp / "ce" / "checkpoints" / "last.ckpt"
     scores = {"knn": ("knn", 10), "csd": ("csd", 10)}
-    rows = [("ce", _evaluate(ce, dm, torch.device("cpu"), scores))]
+    rows = [("ce", evaluate_scores(ce, dm, torch.device("cpu"), scores))]
     if args.alpa_epochs:
-        mf, dm, _, _ = _train(entry, cfg, ["--model.objective=alpa", "--model.pretrain_epochs=0",
-                                           f"--model.init_from={ce_ckpt}", f"--trainer.max_epochs={args.alpa_epochs}"],
-                              args.seed, tmp / "modef", common)
-        rows.append(("mode-f", _evaluate(mf, dm, torch.device("cpu"), scores)))
+        mf, dm = train(["--model.objective=alpa", "--model.pretrain_epochs=0", f"--model.init_from={ce_ckpt}",
+                        f"--trainer.max_epochs={args.alpa_epochs}"], tmp / "modef")
+        rows.append(("mode-f", evaluate_scores(mf, dm, torch.device("cpu"), scores)))
     print(f"world {json.dumps(world)} seed {args.seed} ({time.perf_counter() - t0:.0f} s)")
     for model, ev in rows:
         for sc, res in ev["scores"].items():

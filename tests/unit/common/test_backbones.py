@@ -1,4 +1,4 @@
-"""Backbones: CIFAR stem and strict local weight loading (spec mode.md, Architecture, Pitfalls)."""
+"""Backbones: CIFAR stem and strict local weight loading (MODE, arXiv:2308.10239v1: CIFAR ResNet; never a silent loose load)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from zoo.common.backbones import BACKBONES, build_backbone, cifar_resnet
-from zoo.common.errors import ZooError
+from zoo.common.vision.backbones import BACKBONES, build_backbone, cifar_resnet
+from zoo.core.errors import ZooError
 
 
 @pytest.fixture(autouse=True)

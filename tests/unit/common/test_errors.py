@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch.utils.data import DataLoader, Dataset
 
-from zoo.common.errors import ZooError, one_line, run_cli
+from zoo.core.errors import ZooError, one_line, run_cli
 
 
 class _Bad(Dataset):

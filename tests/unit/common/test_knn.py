@@ -1,4 +1,4 @@
-"""zoo.common.knn against a float64 brute-force reference and hand-worked toys."""
+"""zoo.common.vision.knn against a float64 brute-force reference and hand-worked toys."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import zoo.common.knn as knn
-from zoo.common.knn import benchmark_knn, kth_neighbor_sim, knn_vote, no_tf32, sim_to_sqdist
+import zoo.common.vision.knn as knn
+from zoo.common.vision.knn import benchmark_knn, kth_neighbor_sim, knn_vote, no_tf32, sim_to_sqdist
 
 
 def unit(n: int, c: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""zoo.common.metrics against hand-worked cases and a float64 numpy reference."""
+"""zoo.common.metrics.ood against hand-worked cases and a float64 numpy reference."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from torchmetrics.functional.classification import binary_auroc
 
-from zoo.common.metrics import CONVENTION, fpr_at_tpr, ood_metrics, roc_curve, threshold_at_tpr
+from zoo.common.metrics.ood import CONVENTION, fpr_at_tpr, ood_metrics, roc_curve, threshold_at_tpr
 
 # ---------------------------------------------------------------- float64 numpy reference
 

@@ -26,7 +26,7 @@ from datamodules.fewshot.real import (
 )
 from datamodules.ood.base import eval_transform
 from tests.helpers import fewshot_fixtures as fx
-from zoo.common.errors import ZooError
+from zoo.core.errors import ZooError
 
 CLASSES = ["alpha cat", "beta_dog", "gamma", "delta", "epsilon"]  # 5 -> base 3, new 2
 CLEAN = [c.replace("_", " ") for c in CLASSES]

@@ -25,7 +25,7 @@ from datamodules.ood.real import (
     list_images,
 )
 from tests.helpers import fixtures as fx
-from zoo.common.errors import ZooError
+from zoo.core.errors import ZooError
 
 
 @pytest.fixture(scope="module")

@@ -4,13 +4,20 @@ crash safety and the caption datamodule."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
+from importlib.resources import files
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from datamodules.common.transforms import CLIP_MEAN, CLIP_STD
 from datamodules.fewshot import shapes as S
+from datamodules.fewshot.procedural import ShapesCaptions
+from datamodules.fewshot.shapes import store
 
 TINY = dict(n_captions=64, train_per_class=2, val_per_class=1, test_per_class=2, progress=False)
 
@@ -104,6 +111,17 @@ def test_words_and_vocab():
         assert set(S.words(f"a photo of a {name}.")) <= set(S.VOCAB)
 
 
+def test_vocab_is_the_package_file():
+    vocab_file = files("datamodules.fewshot.shapes").joinpath(S.VOCAB_FILE)
+    assert vocab_file.is_file()
+    lines = vocab_file.read_text(encoding="utf-8").splitlines()
+    assert lines == S.VOCAB  # one word per line, same order, nothing else
+    assert S.VOCAB[:3] == ["a", "an", "the"] and S.VOCAB[-3:] == ["x", ".", ","] and len(S.VOCAB) == 34
+    # shipped as package data
+    pyproject = (Path(__file__).resolve().parents[3] / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'datamodules = ["**/*.txt"]' in pyproject
+
+
 def test_captions_vocab_and_templates():
     vocab, seen = set(S.VOCAB), set()
     for t in range(len(S.TEMPLATES)):
@@ -164,6 +182,9 @@ def test_layout_and_split_json(tiny_world):
     assert images[10].tobytes() == img.tobytes() and captions[10] == cap
     meta = json.loads((root / "captions" / "meta.json").read_text())
     assert len(meta["colour"]) == 64 and meta["shapes"] == list(S.SHAPES)
+    # a copy of the vocabulary in the world's root
+    pkg_vocab = files("datamodules.fewshot.shapes").joinpath(S.VOCAB_FILE).read_text(encoding="utf-8")
+    assert (root / S.VOCAB_FILE).read_text(encoding="utf-8") == pkg_vocab
 
 
 def test_world_determinism(tiny_world, tmp_path):
@@ -197,6 +218,25 @@ def test_cached_world_is_reused(tiny_world, capsys):
 def test_default_cache_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("ZOO_CACHE", str(tmp_path))
     assert S.world_dir().parent == tmp_path / "worlds"
+    # an empty ZOO_CACHE means unset (the shared cache root), not the current directory
+    monkeypatch.setenv("ZOO_CACHE", "")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert S.world_dir().parent == tmp_path / "home" / ".cache" / "zoo" / "worlds"
+    monkeypatch.delenv("ZOO_CACHE")
+    assert S.world_dir().parent == tmp_path / "home" / ".cache" / "zoo" / "worlds"
+
+
+def test_world_without_vocab_copy_gets_one(tmp_path, capsys):
+    kw = dict(TINY, n_captions=2, train_per_class=1, val_per_class=0, test_per_class=0)
+    root = S.ensure_world(cache_dir=str(tmp_path), **kw)
+    capsys.readouterr()
+    (root / S.VOCAB_FILE).unlink()  # a world cached before the vocabulary became a file
+    stamp = (root / "config.json").stat().st_mtime_ns
+    assert S.ensure_world(cache_dir=str(tmp_path), **kw) == root
+    assert (root / S.VOCAB_FILE).read_text(encoding="utf-8").splitlines() == S.VOCAB
+    assert (root / "config.json").stat().st_mtime_ns == stamp  # not rebuilt
+    assert capsys.readouterr().err == ""
+    assert not [p for p in root.iterdir() if p.name.startswith(".")]  # no temp file left
 
 
 def test_crash_leaves_no_world_and_leftovers_are_ignored(tmp_path, monkeypatch, capsys):
@@ -216,18 +256,19 @@ def test_crash_leaves_no_world_and_leftovers_are_ignored(tmp_path, monkeypatch, 
             raise RuntimeError("crash")
         return real(*a, **k)
 
-    monkeypatch.setattr(S, "render_task", boom)
+    monkeypatch.setattr(store, "render_task", boom)
     with pytest.raises(RuntimeError):
         S.ensure_world(cache_dir=str(tmp_path), **kw)
     assert not root.exists()
     assert sorted(p.name for p in root.parent.iterdir()) == [stale.name]
-    monkeypatch.setattr(S, "render_task", real)
+    monkeypatch.setattr(store, "render_task", real)
     out = S.ensure_world(cache_dir=str(tmp_path), **kw)
-    assert out == root and S._complete(root)
+    assert out == root and store._complete(root)
     assert "building the ShapesB2N world once (4 captions + 96 task images)" in capsys.readouterr().err
     # an incomplete world folder (e.g. files deleted by hand) is rebuilt
     (root / "config.json").unlink()
-    assert S.ensure_world(cache_dir=str(tmp_path), **kw) == root and S._complete(root)
+    assert S.ensure_world(cache_dir=str(tmp_path), **kw) == root and store._complete(root)
+    assert f"zoo: discarding the incomplete world {root}" in capsys.readouterr().err
 
 
 def test_lost_rename_race_discards_own_copy(tmp_path, monkeypatch):
@@ -237,16 +278,24 @@ def test_lost_rename_race_discards_own_copy(tmp_path, monkeypatch):
     theirs = S.ensure_world(cache_dir=str(tmp_path / "other"), **kw)
     (theirs / "marker").write_text("built by the other process")
     root = S.world_dir(cache_dir=tmp_path / "mine", **{k: v for k, v in kw.items() if k != "progress"})
-    real_build = S._build
+    real_build = store._build
 
     def racing_build(tmp, p, progress):  # the other builder renames its world into place first
         real_build(tmp, p, progress)
         shutil.copytree(theirs, root)
 
-    monkeypatch.setattr(S, "_build", racing_build)
+    monkeypatch.setattr(store, "_build", racing_build)
     assert S.ensure_world(cache_dir=str(tmp_path / "mine"), **kw) == root
     assert (root / "marker").is_file()  # theirs was kept
     assert [p.name for p in root.parent.iterdir()] == [root.name]  # ours was discarded
+
+
+def test_fewshot_does_not_import_ood():
+    code = ("import sys, datamodules.fewshot.procedural, datamodules.fewshot.shapes; "
+            "print(sorted(m for m in sys.modules if m.startswith('datamodules.ood')))")
+    repo = Path(__file__).resolve().parents[3]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo)
+    assert out.stdout.strip() == "[]"
 
 
 def test_save_preview(tmp_path):
@@ -262,9 +311,9 @@ def test_save_preview(tmp_path):
 
 def test_shapes_captions_datamodule(tiny_world):
     cache, root = tiny_world
-    dm = S.ShapesCaptions(cache_dir=str(cache), n_captions=64, batch_size=16, eval_batch_size=20,
-                          val_per_class=1, world_train_per_class=2, world_val_per_class=1,
-                          world_test_per_class=2)
+    dm = ShapesCaptions(cache_dir=str(cache), n_captions=64, batch_size=16, eval_batch_size=20,
+                        val_per_class=1, world_train_per_class=2, world_val_per_class=1,
+                        world_test_per_class=2)
     assert dm.classnames["base"][0] == "red circle" and dm.classnames["new"][0] == "red cross"
     assert len(dm.classnames["base"]) == len(dm.classnames["new"]) == 24
     assert dm.template.format("red circle") == "a photo of a red circle."
@@ -282,7 +331,7 @@ def test_shapes_captions_datamodule(tiny_world):
     # normalised with the CLIP statistics
     with np.load(root / "captions" / "captions.npz") as z:
         raw = torch.from_numpy(z["images"]).permute(0, 3, 1, 2).float() / 255
-    mean, std = torch.tensor(S.CLIP_MEAN).view(3, 1, 1), torch.tensor(S.CLIP_STD).view(3, 1, 1)
+    mean, std = torch.tensor(CLIP_MEAN).view(3, 1, 1), torch.tensor(CLIP_STD).view(3, 1, 1)
     torch.testing.assert_close(dm._train.images, (raw - mean) / std)
     vals = dm.val_dataloader()
     assert len(vals) == 2
@@ -296,14 +345,14 @@ def test_shapes_captions_datamodule(tiny_world):
     assert sum(len(bb["label"]) for bb in tests[1]) == 48
     spec = dm.eval_transform_spec()
     assert spec["resize"] == spec["crop"] == 32 and spec["interpolation"] == "bicubic"
-    assert spec["mean"] == list(S.CLIP_MEAN) and spec["std"] == list(S.CLIP_STD)
+    assert spec["mean"] == list(CLIP_MEAN) and spec["std"] == list(CLIP_STD)
 
 
 def test_shapes_captions_resize_and_hflip(tiny_world):
     cache, _ = tiny_world
-    dm = S.ShapesCaptions(cache_dir=str(cache), n_captions=64, batch_size=8, image_size=48, hflip=True,
-                          val_per_class=1, world_train_per_class=2, world_val_per_class=1,
-                          world_test_per_class=2)
+    dm = ShapesCaptions(cache_dir=str(cache), n_captions=64, batch_size=8, image_size=48, hflip=True,
+                        val_per_class=1, world_train_per_class=2, world_val_per_class=1,
+                        world_test_per_class=2)
     assert next(iter(dm.train_dataloader()))["image"].shape == (8, 3, 48, 48)
     assert next(iter(dm.val_dataloader()[1]))["image"].shape[-2:] == (48, 48)
     assert dm.eval_transform_spec()["crop"] == 48

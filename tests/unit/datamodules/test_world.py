@@ -8,7 +8,9 @@ import warnings
 import numpy as np
 import pytest
 
+from datamodules.common import world as common_world
 from datamodules.ood import world as W
+from datamodules.ood.world import store as world_store
 
 TINY = {name: 6 for name in W.SPLITS}
 
@@ -83,7 +85,7 @@ def test_cache_reused_and_knob_changes_dir(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("cache not reused")
 
-    monkeypatch.setattr(W, "generate_split", boom)
+    monkeypatch.setattr(world_store, "generate_split", boom)
     second = W.load_world(tmp_path, splits=list(sizes), sizes=sizes, progress=False)
     assert [f.stat().st_mtime_ns for f in files] == mtimes
     for name in sizes:
@@ -167,6 +169,28 @@ def test_save_preview(tmp_path):
     path = W.save_preview(tmp_path / "p.png", per_split=2)
     with Image.open(path) as im:
         assert im.size[1] > len(W.SPLITS) * 32
+
+
+def test_package_reexports_and_shared_helpers():
+    # the public API of the package is the one of the former single module
+    for name in W.__all__:
+        assert hasattr(W, name), name
+    assert W.pixel_grid is common_world.pixel_grid
+    # the cache folder name is the shared world key of (version, seed, every knob)
+    from dataclasses import asdict
+
+    key = common_world.world_key(W.WORLD_NAME, {"version": W.WORLD_VERSION, "seed": 3, "cfg": asdict(W.WorldConfig())})
+    assert W.world_dir("/r", seed=3).name == key and key.startswith("clutterglyphs32-")
+
+
+def test_config_json_written(tmp_path):
+    import json
+
+    W.load_world(tmp_path, splits=["id_val"], sizes={"id_val": 2}, progress=False)
+    meta = json.loads((W.world_dir(tmp_path) / "config.json").read_text())
+    assert meta["world"] == W.WORLD_NAME and meta["version"] == W.WORLD_VERSION and meta["seed"] == 0
+    assert meta["cfg"]["clutter_max"] == W.WorldConfig().clutter_max
+    assert not [p for p in W.world_dir(tmp_path).iterdir() if p.name.startswith(".")]  # no temp files left
 
 
 def test_config_validation():

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from zoo.clip.cache import cached_clip_path, ensure_tiny_clip, resolve_clip_weights
-from zoo.common.clip import build_clip
-from zoo.common.errors import ZooError
+from zoo.common.vision.clip import build_clip
+from zoo.core.errors import ZooError
 
 SHORT = ["--trainer.max_steps=2", "--trainer.accelerator=cpu", "--trainer.precision=32-true",
          "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",

@@ -1,4 +1,4 @@
-"""DePT/CoOp maths against hand-computed values (spec dept.md; arXiv:2309.07439v2)."""
+"""DePT/CoOp maths against hand-computed values (arXiv:2309.07439v2)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
-from zoo.common.clip import build_clip, get_tokenizer
-from zoo.common.errors import ZooError
+from zoo.common.vision.clip import build_clip, get_tokenizer
+from zoo.core.errors import ZooError
 from zoo.dept.lightning_model import CoOp, DePT, harmonic_mean
 from zoo.dept.torch_model import CATHead, DePTModel, dept_loss, encode_prompts, fuse, itm_logits, prompt_texts
 
@@ -26,7 +26,7 @@ def clip() -> nn.Module:
 
 @pytest.fixture(scope="module")
 def tok():
-    return get_tokenizer("zoo-test-clip")
+    return get_tokenizer("zoo-test-clip", "datamodules/fewshot/shapes/vocab.txt")
 
 
 def _model(clip, tok, head: int = 0, seed: int = 0) -> DePTModel:

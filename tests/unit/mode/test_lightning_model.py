@@ -44,7 +44,7 @@ def test_warmup_is_linear_to_the_cosine_value():
 
 
 def test_training_step_two_views_required():
-    from zoo.common.errors import ZooError
+    from zoo.core.errors import ZooError
 
     m = _model(objective="ce+alpa")
     m._trainer = SimpleNamespace(max_epochs=1, current_epoch=0)
@@ -66,7 +66,7 @@ def test_bank_buffers_resize_on_load():
 
 
 def test_scores_without_bank_is_a_clear_error():
-    from zoo.common.errors import ZooError
+    from zoo.core.errors import ZooError
     from zoo.mode.evaluate import Features
 
     m = _model()

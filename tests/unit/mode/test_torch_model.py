@@ -1,6 +1,6 @@
 """MODE torch model: regions, ALPA similarity and loss, SupCon, CSD/KNN scores, MODEModel.
 
-Ref: arXiv:2308.10239; invariants from /work/shared/specs/mode.md.
+Ref: arXiv:2308.10239v1.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
-from zoo.common.errors import ZooError
+from zoo.core.errors import ZooError
 from zoo.mode.torch_model import (
     ALPAAttention,
     MODEModel,

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.common.errors import ZooError
+from zoo.core.errors import ZooError
 
 _MAX_LISTED_KEYS = 3
 

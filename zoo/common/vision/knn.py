@@ -1,8 +1,8 @@
 """Exact k-nearest-neighbour search on unit vectors: chunked, sharded and streaming.
 
 Used by the KNN (Sun et al.) and CSD (MODE) scores, and by ``knn_vote`` for the ID accuracy of
-models without a trained classifier head. Zoo spec: ``/work/shared/specs/mode.md``, sections
-"CSD test-time procedure" and "Efficient kNN at scale".
+models without a trained classifier head (MODE, arXiv:2308.10239v1, Sec. III-C; Sun et al.,
+ICML 2022).
 
 Queries and bank rows are assumed L2-normalised by the caller, so the dot product is the cosine
 similarity and the squared L2 distance is ``2 - 2 * sim`` (:func:`sim_to_sqdist`).
@@ -190,7 +190,7 @@ def kth_neighbor_sim(
     """Similarity of each query to its k-th most similar bank row (exact k-NN on unit vectors).
 
     The squared L2 distance to the k-th neighbour is ``sim_to_sqdist(result)``, as used by the
-    KNN score ``-d_k`` and by CSD (MODE, arXiv:2308.10239, Sec. III-C; spec step 3).
+    KNN score ``-d_k`` and by CSD (MODE, arXiv:2308.10239v1, Sec. III-C).
 
     Args:
         queries: (Q, C) L2-normalised query rows, any float dtype.

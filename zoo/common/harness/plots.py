@@ -72,6 +72,52 @@ def plot_bars(groups: Mapping[str, Mapping[str, tuple[float, float]]], path: str
     return _save(fig, path)
 
 
+def plot_paired_seeds(metrics: Mapping[str, tuple[Sequence[float], Sequence[float]]], seeds: Sequence[int],
+                      method: str, baseline: str, path: str | Path, title: str = "") -> Path:
+    """Method and baseline side by side for every seed, one panel per metric, with the paired
+    delta written above each pair: ``metrics[name] = (method values, baseline values)``."""
+    plt = _plt()
+    names = list(metrics)
+    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(1.2 + 2.6 * max(1, len(names)), 3.4), dpi=110,
+                             squeeze=False)
+    x = np.arange(len(seeds))
+    for ax, name in zip(axes[0], names):
+        a, b = (np.asarray(v, dtype=float) for v in metrics[name])
+        ax.bar(x - 0.2, b, 0.4, label=baseline, color="C7")
+        ax.bar(x + 0.2, a, 0.4, label=method, color="C0")
+        top = np.nanmax(np.concatenate([a, b])) if len(a) else 1.0
+        for i in range(len(x)):
+            ax.text(x[i], top * 1.02, f"{a[i] - b[i]:+.1f}", ha="center", fontsize=7)
+        ax.set_xticks(x, [f"seed {s}" for s in seeds], fontsize=7)
+        ax.set(title=name, ylim=(0, top * 1.12 if top > 0 else 1))
+    axes[0][0].legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_roc_overlay(curves: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float], float]]],
+                     path: str | Path, title: str = "ROC (ID = positive)") -> Path:
+    """Method and baseline ROC curves on the same axes, one panel per test set:
+    ``curves[set][method] = (fpr, tpr, auroc)``."""
+    plt = _plt()
+    sets = list(curves)
+    fig, axes = plt.subplots(1, max(1, len(sets)), figsize=(0.6 + 3.6 * max(1, len(sets)), 3.8), dpi=110,
+                             squeeze=False)
+    for ax, name in zip(axes[0], sets):
+        for j, (method, (fpr, tpr, auc)) in enumerate(curves[name].items()):
+            ax.plot(np.asarray(fpr), np.asarray(tpr), lw=1.6, color=f"C{j}", label=f"{method} ({100 * auc:.1f})")
+        ax.axhline(0.95, color="grey", ls="--", lw=0.8)
+        ax.plot([0, 1], [0, 1], color="lightgrey", lw=0.8)
+        ax.set(xlabel="FPR (OOD accepted)", title=name, xlim=(0, 1), ylim=(0, 1.01))
+        ax.legend(fontsize=7, loc="lower right", title="AUROC", title_fontsize=7)
+    axes[0][0].set_ylabel("TPR (ID accepted)")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def _save(fig, path: str | Path) -> Path:
     plt = _plt()
     p = Path(path)

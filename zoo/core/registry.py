@@ -1,19 +1,25 @@
 """One registry of zoo models: name -> :class:`ZooEntry`.
 
-Entries hold import strings, not classes, so that ``python -m zoo.fit --help`` lists the models
-without importing torch-heavy modules.
+Each paper registers its own entries in its package's ``__init__.py`` (``zoo/<paper>/__init__.py``),
+so a paper's folder is the one place that names its models. Entries hold import strings, not
+classes, so listing the models (``python -m zoo.fit --help``) imports no torch-heavy module: the
+paper packages are discovered on first use and only their light ``__init__`` files are run.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zoo.common.errors import ZooError
+from zoo.core.errors import ZooError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_ROOT = REPO_ROOT / "configs"
+#: the zoo package folder; its sub-packages other than these are paper packages.
+_ZOO_DIR = Path(__file__).resolve().parents[1]
+_SHARED = frozenset({"core", "common"})
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,8 @@ class ZooEntry:
         summary: one line shown in ``--help``.
         paper: citation with arXiv version.
         baselines: names of the baselines that ``zoo.bench`` compares against.
+        bench: ``"package.module:Class"`` of the model's bench (a :class:`zoo.common.harness.Bench`
+            subclass), or ``""`` when the model has none.
     """
 
     name: str
@@ -35,6 +43,7 @@ class ZooEntry:
     summary: str
     paper: str = ""
     baselines: tuple[str, ...] = field(default_factory=tuple)
+    bench: str = ""
 
     def config(self, which: str = "default") -> Path:
         """Path of ``configs/<name>/<which>.yaml``."""
@@ -46,18 +55,31 @@ class ZooEntry:
 
 
 _REGISTRY: dict[str, ZooEntry] = {}
+_discovered = False
 
 
 def register(entry: ZooEntry) -> ZooEntry:
     """Add an entry; a second entry with the same name is a programming error."""
-    if entry.name in _REGISTRY:
+    if entry.name in _REGISTRY and _REGISTRY[entry.name] != entry:
         raise ValueError(f"model {entry.name!r} is registered twice")
     _REGISTRY[entry.name] = entry
     return entry
 
 
+def _discover() -> None:
+    """Import every paper package once (its ``__init__`` registers its entries)."""
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    for info in sorted(pkgutil.iter_modules([str(_ZOO_DIR)]), key=lambda i: i.name):
+        if info.ispkg and info.name not in _SHARED and not info.name.startswith("_"):
+            importlib.import_module(f"zoo.{info.name}")
+
+
 def get(name: str) -> ZooEntry:
     """The entry called ``name``; an unknown name is a :class:`ZooError` listing the known ones."""
+    _discover()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -66,10 +88,12 @@ def get(name: str) -> ZooEntry:
 
 def list_models() -> list[str]:
     """Registered model names, sorted."""
+    _discover()
     return sorted(_REGISTRY)
 
 
 def entries() -> list[ZooEntry]:
+    """All entries, sorted by name."""
     return [_REGISTRY[n] for n in list_models()]
 
 
@@ -80,46 +104,3 @@ def import_string(path: str):
     else:
         mod, _, attr = path.rpartition(".")
     return getattr(importlib.import_module(mod), attr)
-
-
-register(
-    ZooEntry(
-        name="mode",
-        module="zoo.mode.lightning_model:MODE",
-        datamodule="datamodules.ood.procedural:ClutterGlyphs",
-        summary="Multi-scale OOD detection: ALPA training + CSD region-level kNN score (KNN baseline)",
-        paper="Zhang et al., From Global to Local: Multi-scale OOD Detection, arXiv:2308.10239v1",
-        baselines=("knn",),
-    )
-)
-
-register(
-    ZooEntry(
-        name="dept",
-        module="zoo.dept.lightning_model:DePT",
-        datamodule="datamodules.fewshot.procedural:ShapesFewShot",
-        summary="Decoupled prompt tuning: CoOp + CAT head on a frozen CLIP, base-to-new (CoOp, zero-shot baselines)",
-        paper="Zhang et al., DePT: Decoupled Prompt Tuning, arXiv:2309.07439v2 (CVPR 2024)",
-        baselines=("coop", "zeroshot"),
-    )
-)
-
-register(
-    ZooEntry(
-        name="coop",
-        module="zoo.dept.lightning_model:CoOp",
-        datamodule="datamodules.fewshot.procedural:ShapesFewShot",
-        summary="CoOp prompt learning on a frozen CLIP (DePT's baseline and host)",
-        paper="Zhou et al., Learning to Prompt for Vision-Language Models, arXiv:2109.01134 (IJCV 2022)",
-    )
-)
-
-register(
-    ZooEntry(
-        name="clip",
-        module="zoo.clip.lightning_model:TinyCLIP",
-        datamodule="datamodules.fewshot.shapes:ShapesCaptions",
-        summary="Contrastive pretraining of the zoo's tiny CLIP on the ShapesB2N captions (DePT's frozen CLIP)",
-        paper="Radford et al., Learning Transferable Visual Models From Natural Language Supervision, arXiv:2103.00020",
-    )
-)

@@ -6,11 +6,11 @@ Two families:
   ``-quickgelu`` config). The weights are a local file: the OpenAI TorchScript archive
   (``ViT-B-16.pt``), an open_clip state dict (``.pt``/``.bin``/``.safetensors``) or a zoo ``clip``
   checkpoint. Nothing is downloaded; the BPE tokenizer ships inside open_clip.
-* **Embedded worlds**: the zoo's tiny architectures in ``zoo/common/clip_configs/*.json``, added to
+* **Embedded worlds**: the zoo's tiny architectures in ``zoo/common/vision/clip_configs/*.json``, added to
   open_clip's registry with ``open_clip.add_model_config`` (``zoo-tiny-clip``: the ShapesB2N CLIP
   of the DePT spec, ~0.4M parameters; ``zoo-test-clip``: unit tests). They use a word-level
-  tokenizer over the ShapesB2N vocabulary (pad = 0, the end-of-text id is the highest id, so
-  open_clip's argmax pooling finds it).
+  tokenizer over a vocabulary file that the caller passes (an embedded world ships its own;
+  pad = 0, the end-of-text id is the highest id, so open_clip's argmax pooling finds it).
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from zoo.common.errors import ZooError
-from zoo.common.weights import load_strict, read_weights
+from zoo.core.errors import ZooError
+from zoo.core.io import resolve_repo_path
+from zoo.core.weights import load_strict, read_weights
 
 CONFIG_DIR = Path(__file__).with_name("clip_configs")
 #: the zoo's own CLIP architectures (word-level tokenizer), added to open_clip on first use.
@@ -100,22 +101,41 @@ class WordTokenizer:
         return out
 
 
-def get_tokenizer(name: str) -> Callable[[list[str]], torch.Tensor]:
+def read_vocab(path: str | Path) -> list[str]:
+    """A word-level vocabulary file: one word per line (blank lines ignored, order kept)."""
+    p = resolve_repo_path(path)
+    if not p.is_file():
+        raise ZooError(f"vocabulary file {path}: not found; expected a text file with one word per line")
+    words = [w.strip() for w in p.read_text(encoding="utf-8").splitlines() if w.strip()]
+    if not words or len(set(words)) != len(words):
+        raise ZooError(f"vocabulary file {p}: expected one distinct word per line, got {len(words)} words "
+                       f"({len(words) - len(set(words))} repeated)")
+    return words
+
+
+def get_tokenizer(name: str, vocab: str | None = None) -> Callable[[list[str]], torch.Tensor]:
     """The tokenizer of architecture ``name``: ``texts -> LongTensor (N, context_length)``.
 
-    Zoo architectures get :class:`WordTokenizer` over the ShapesB2N vocabulary; everything else
-    open_clip's tokenizer (for OpenAI CLIPs the BPE ``SimpleTokenizer``, whose vocabulary file
-    ships with open_clip, so no download).
+    Args:
+        name: open_clip architecture.
+        vocab: for the zoo's word-level architectures, the vocabulary file (one word per line, see
+            :func:`read_vocab`), e.g. an embedded world's ``vocab.txt``; ignored otherwise.
+
+    Zoo architectures get :class:`WordTokenizer` over ``vocab``; everything else open_clip's
+    tokenizer (for OpenAI CLIPs the BPE ``SimpleTokenizer``, whose vocabulary file ships with
+    open_clip, so no download).
     """
     cfg = model_config(name)
     ctx = int(cfg["text_cfg"]["context_length"])
     if name in ZOO_CLIPS:
-        from datamodules.fewshot.shapes import VOCAB
-
-        tok = WordTokenizer(VOCAB, ctx)
+        if vocab is None:
+            raise ZooError(f"{name}: a word-level CLIP needs its vocabulary file (--model.clip_vocab PATH, "
+                           "one word per line)")
+        tok = WordTokenizer(read_vocab(vocab), ctx)
         want = int(cfg["text_cfg"]["vocab_size"])
         if tok.vocab_size != want:
-            raise ZooError(f"{name}: tokenizer has {tok.vocab_size} ids but the config's vocab_size is {want}")
+            raise ZooError(f"{name}: the vocabulary {vocab} gives {tok.vocab_size} ids but the config's "
+                           f"vocab_size is {want}")
         return tok
     import open_clip
 

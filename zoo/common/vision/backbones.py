@@ -5,8 +5,7 @@ Every builder returns a timm ``ResNet`` with ``num_classes=0`` (no classifier). 
 
 Weights never come from a hub: ``pretrained=False`` always, and a weight file is a local path
 that must match the architecture key for key (see :func:`build_backbone`). A loose load
-(``strict=False``) that silently leaves random weights is the failure the MODE spec warns about
-(``/work/shared/specs/mode.md``, Pitfalls).
+(``strict=False``) that silently leaves random weights is the failure the MODE spec warns about.
 """
 
 from __future__ import annotations
@@ -20,8 +19,8 @@ import torch
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from torch import nn
 
-from zoo.common.errors import ZooError
-from zoo.common.weights import load_strict, read_weights
+from zoo.core.errors import ZooError
+from zoo.core.weights import load_strict, read_weights
 
 _BLOCKS: dict[str, type[nn.Module]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
 

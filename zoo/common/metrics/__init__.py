@@ -1,0 +1,1 @@
+"""Metrics shared by the papers: OOD detection (:mod:`.ood`), classification (:mod:`.classification`)."""
