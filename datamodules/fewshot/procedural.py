@@ -25,6 +25,7 @@ from datamodules.common.transforms import CLIP_MEAN, CLIP_STD, TransformedArrays
 from datamodules.fewshot.base import FewShotDataModule
 from datamodules.fewshot.real import read_split
 from datamodules.fewshot.shapes import BASE, CLASSNAMES, IMAGE_SIZE, NEW, ensure_world
+from zoo.core.checks import check
 
 
 class ShapesFewShot(FewShotDataModule):
@@ -45,6 +46,10 @@ class ShapesFewShot(FewShotDataModule):
                  cache_dir: str | None = None, train_classes: Literal["base", "all"] = "base", world_seed: int = 0,
                  shift: float = 1.0, n_captions: int = 20000, world_train_per_class: int = 32,
                  world_val_per_class: int = 8, world_test_per_class: int = 50) -> None:
+        for name, v in (("world_seed", world_seed), ("shift", shift), ("n_captions", n_captions),
+                        ("world_train_per_class", world_train_per_class), ("world_val_per_class", world_val_per_class)):
+            check(f"--data.init_args.{name}", v, ge=0)
+        check("--data.init_args.world_test_per_class", world_test_per_class, ge=1)
         super().__init__(root="", dataset="shapes_b2n", num_shots=num_shots, seed=seed, image_size=image_size,
                          batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
                          crop_scale_min=crop_scale_min, hflip=hflip, cache_dir=cache_dir, train_classes=train_classes)
@@ -85,6 +90,10 @@ def _collate_pairs(items: list[dict[str, Any]]) -> dict[str, Any]:
 class ShapesCaptions(LightningDataModule):
     """The ShapesB2N caption corpus for tiny-CLIP pretraining, with zero-shot base/new monitoring.
 
+    Its training loader shuffles from torch's global generator (not ``SeededShuffle``) on purpose:
+    the cached tiny CLIP is keyed by its config file, so its training must stay bit-identical to the
+    one already cached; a resumed tiny-CLIP run is therefore not bit-exact.
+
     ``train_dataloader()`` yields ``{"image": float [B,3,S,S], "text": list[str]}`` (shuffled,
     ``drop_last``). ``val_dataloader()`` returns ``[base, new]`` loaders over the first
     ``val_per_class`` *test* task images of each class (labels relabelled 0..23 within each half),
@@ -111,10 +120,13 @@ class ShapesCaptions(LightningDataModule):
                  world_test_per_class: int = 50) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if val_per_class < 1:
-            raise ValueError(f"val_per_class must be >= 1, got {val_per_class}")
-        if image_size < 1:
-            raise ValueError(f"image_size must be >= 1, got {image_size}")
+        for name, v in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size),
+                        ("val_per_class", val_per_class), ("image_size", image_size),
+                        ("world_test_per_class", world_test_per_class)):
+            check(f"--data.init_args.{name}", v, ge=1)
+        for name, v in (("seed", seed), ("shift", shift), ("n_captions", n_captions), ("num_workers", num_workers),
+                        ("world_train_per_class", world_train_per_class), ("world_val_per_class", world_val_per_class)):
+            check(f"--data.init_args.{name}", v, ge=0)
         self.world_args = {"seed": seed, "shift": shift, "n_captions": n_captions,
                            "train_per_class": world_train_per_class, "val_per_class": world_val_per_class,
                            "test_per_class": world_test_per_class, "cache_dir": cache_dir}

@@ -13,6 +13,13 @@ Nothing is downloaded. Every dataset lives under a user-given ``root`` in the la
   train = the train folder, test = the val folder, and val = test (as in CoOp).
 - **FGVC Aircraft**: ``root/fgvc_aircraft/{variants.txt, images_variant_{train,val,test}.txt,
   images/<id>.jpg}``; labels follow the order of ``variants.txt``.
+- **A user's own class folders** (``dataset="folder"``, :func:`read_class_folders`): ``root`` itself
+  is the tree, either ``root/<class>/...`` (one pool, split by a split JSON or the fallback below)
+  or ``root/{train,test}/<class>/...`` with an optional ``root/val/<class>/...`` (the user's own
+  split; without ``val/`` validation uses the test images, as CoOp does for ImageNet). A
+  ``root/split_zhou_*.json`` (paths relative to ``root``), or the file given as ``split_file``,
+  takes precedence. Labels follow the sorted class-folder names, so the base classes are the first
+  half of the sorted names.
 
 When a split JSON is missing, datasets whose image folder has one sub-folder per class
 (Caltech101, Food101, DTD, EuroSAT, UCF101, shapes_b2n) and Oxford Flowers (``imagelabels.mat`` +
@@ -48,9 +55,11 @@ __all__ = [
     "DATASETS",
     "DatasetInfo",
     "Datum",
+    "FOLDER",
     "FullSplit",
     "class_names_from_arg",
     "fewshot",
+    "read_class_folders",
     "read_split",
     "sample_few_shot",
     "subsample_classes",
@@ -68,11 +77,12 @@ class DatasetInfo:
     """Where a dataset lives under the data root and how it is prompted.
 
     Attributes:
-        name: registry key (``--data.dataset``).
+        name: registry key (``--data.init_args.dataset``).
         folder: dataset folder under the root (CoOp's ``dataset_dir``).
         image_dir: image folder under ``folder``; JSON paths are relative to it.
         split_file: CoOp's split JSON next to ``image_dir``, or None (ImageNet, FGVC Aircraft).
-        template: CoOp's hand-crafted prompt, with ``{}`` for the class name.
+        template: the hand prompt of CoOp's zero-shot CLIP (``CUSTOM_TEMPLATES`` in CoOp's
+            ``trainers/zsclip.py``, the published zero-shot numbers), ``{}`` = the class name.
     """
 
     name: str
@@ -96,15 +106,19 @@ DATASETS: dict[str, DatasetInfo] = {
         DatasetInfo("food101", "food-101", "images", "split_zhou_Food101.json", "a photo of {}, a type of food."),
         DatasetInfo("fgvc_aircraft", "fgvc_aircraft", "images", None, "a photo of a {}, a type of aircraft."),
         DatasetInfo("sun397", "sun397", "SUN397", "split_zhou_SUN397.json", "a photo of a {}."),
-        DatasetInfo("dtd", "dtd", "images", "split_zhou_DescribableTextures.json",
-                    "a photo of a {}, a type of texture."),
+        DatasetInfo("dtd", "dtd", "images", "split_zhou_DescribableTextures.json", "{} texture."),
         DatasetInfo("eurosat", "eurosat", "2750", "split_zhou_EuroSAT.json", "a centered satellite photo of {}."),
         DatasetInfo("ucf101", "ucf101", "UCF-101-midframes", "split_zhou_UCF101.json",
                     "a photo of a person doing {}."),
         DatasetInfo("shapes_b2n", "shapes_b2n", "images", "split_zhou_ShapesB2N.json", "a photo of a {}."),
     ]
 }
-"""The supported datasets, keyed by ``--data.dataset``."""
+"""The supported datasets, keyed by ``--data.init_args.dataset``."""
+
+FOLDER = "folder"
+"""``--data.init_args.dataset`` of a user's own class-folder tree (:func:`read_class_folders`)."""
+FOLDER_TEMPLATE = "a photo of a {}."
+"""The hand prompt of a class-folder tree (CoOp's generic template)."""
 
 # datasets whose image_dir has one sub-folder per class: the fallback split when the JSON is missing
 _FOLDER_FALLBACK = ("caltech101", "food101", "dtd", "eurosat", "ucf101", "shapes_b2n")
@@ -176,7 +190,8 @@ class FullSplit:
 
 def _info(dataset: str) -> DatasetInfo:
     if dataset not in DATASETS:
-        raise ZooError(f"--data.dataset: unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+        raise ZooError(f"--data.init_args.dataset: unknown dataset {dataset!r}; expected {FOLDER!r} (your own "
+                       f"class folders) or one of {', '.join(DATASETS)}")
     return DATASETS[dataset]
 
 
@@ -267,12 +282,14 @@ def _finish(train: list[tuple[str, int, str]], val: list[tuple[str, int, str]], 
 # --------------------------------------------------------------------------------------------
 
 
-def read_split(root: str, dataset: str) -> FullSplit:
+def read_split(root: str, dataset: str, split_file: str | None = None) -> FullSplit:
     """Read a dataset's train/val/test split from CoOp's on-disk layout under ``root``.
 
     Args:
-        root: the data root (``--data.root``), holding ``<folder>`` of :data:`DATASETS`.
-        dataset: registry key, e.g. ``"oxford_pets"``.
+        root: the data root (``--data.init_args.root``), holding ``<folder>`` of :data:`DATASETS`;
+            for ``dataset="folder"`` the class-folder tree itself (:func:`read_class_folders`).
+        dataset: registry key, e.g. ``"oxford_pets"``, or ``"folder"``.
+        split_file: ``"folder"`` only: the split JSON (default: ``root/split_zhou_*.json`` if any).
 
     Returns:
         The full split (all classes, all images), ``comparable=False`` for a fallback split.
@@ -281,6 +298,11 @@ def read_split(root: str, dataset: str) -> FullSplit:
         ZooError: unknown dataset, missing folder/files, image paths that do not exist,
             inconsistent or duplicate class names, classes without train images.
     """
+    if dataset == FOLDER:
+        return read_class_folders(root, split_file)
+    if split_file is not None:
+        raise ZooError(f"--data.init_args.split_file is for dataset={FOLDER!r} only; {dataset} reads CoOp's "
+                       f"{DATASETS[dataset].split_file if dataset in DATASETS else 'split file'} from its folder")
     info = _info(dataset)
     base_dir = os.path.join(os.path.abspath(os.path.expanduser(root)), info.folder)
     _require_dir(base_dir, f"the {dataset} folder of CoOp's DATASETS.md layout under --data.root {root}")
@@ -393,6 +415,132 @@ def _read_fgvc(base_dir: str) -> FullSplit:
                        f"train items: {absent[:5]}; expected at least one train image per class")
     return _finish(parts["train"], parts["val"], parts["test"], os.path.join(base_dir, "images_variant_train.txt"),
                    "fgvc_aircraft", base_dir)
+
+
+# --------------------------------------------------------------------------------------------
+# a user's own class folders
+# --------------------------------------------------------------------------------------------
+
+_TREE = ("<root>/<class>/*.jpg, or <root>/train/<class>/*.jpg and <root>/test/<class>/*.jpg "
+         "(optional <root>/val/<class>/)")
+
+
+def _walk_images(folder: str) -> list[str]:
+    """Image files under ``folder`` (any depth, hidden entries skipped), sorted by path."""
+    out: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        out += [os.path.join(dirpath, fn) for fn in filenames
+                if not fn.startswith(".") and os.path.splitext(fn)[1].lower() in IMAGE_EXTENSIONS]
+    return sorted(out)
+
+
+def _class_groups(folder: str, what: str) -> list[tuple[str, list[str]]]:
+    """``[(class folder name, its image paths)]`` of ``folder``'s sub-folders, sorted by name."""
+    classes = _list_dirs(folder)
+    if not classes:
+        loose = len(_list_files(folder))
+        found = f"found {loose} image(s) directly in it but " if loose else ""
+        raise ZooError(f"{folder}: {found}no class sub-folders; expected {what}")
+    groups = [(c, _walk_images(os.path.join(folder, c))) for c in classes]
+    if not any(paths for _, paths in groups):
+        raise ZooError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) in its {len(groups)} class "
+                       f"folder(s); expected {what}")
+    return groups
+
+
+def _tree_key(base: str) -> str:
+    """A cache key unique to the tree (few-shot draws are cached per dataset key)."""
+    import hashlib
+
+    name = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in os.path.basename(base.rstrip(os.sep)))
+    return f"{FOLDER}-{name or 'root'}-{hashlib.sha1(base.encode()).hexdigest()[:8]}"
+
+
+def _find_split_json(base: str, split_file: str | None) -> str | None:
+    if split_file is not None:
+        path = split_file if os.path.isabs(split_file) else os.path.join(base, split_file)
+        _require_file(path, "a CoOp split JSON {\"train\"|\"val\"|\"test\": [[rel_path, label, classname], ...]} "
+                            "(--data.init_args.split_file; relative paths from --data.init_args.root)")
+        return path
+    found = sorted(fn for fn in os.listdir(base) if fn.startswith("split_zhou_") and fn.endswith(".json"))
+    if len(found) > 1:
+        raise ZooError(f"{base}: {len(found)} split files ({', '.join(found)}); pick one with "
+                       f"--data.init_args.split_file")
+    return os.path.join(base, found[0]) if found else None
+
+
+def read_class_folders(root: str, split_file: str | None = None) -> FullSplit:
+    """A user's own class-folder tree as a :class:`FullSplit` (``--data.init_args.dataset folder``).
+
+    Layouts, in order of precedence:
+
+    1. a split JSON, ``split_file`` or the one ``root/split_zhou_*.json``: CoOp's
+       ``{"train"|"val"|"test": [[rel_path, label, classname], ...]}`` with paths relative to
+       ``root``; labels and names come from it;
+    2. ``root/train/<class>/`` and ``root/test/<class>/`` (optional ``root/val/<class>/``): the
+       user's split; classes are the sorted folder names of ``train/``, and ``test/``/``val/`` may
+       only hold those. Without ``val/``, validation uses the test images (CoOp's ImageNet rule;
+       DePT selects nothing on validation);
+    3. ``root/<class>/``: one pool per class, cut by the fallback 50/20/30 per-class split (seeded,
+       flagged ``comparable=False``, with a warning), as for CoOp's datasets without their JSON.
+
+    Images are found at any depth below a class folder. In layouts 2 and 3 the labels follow the
+    sorted folder names; ``"_"`` in names becomes a space. The split's ``dataset`` is a key unique
+    to ``root`` (the few-shot cache folder).
+
+    Raises:
+        ZooError: a missing root, no class folders, a class without images, unknown class folders
+            in ``test/``/``val/``, several split JSONs, or a bad JSON (one line, naming the path).
+    """
+    base = os.path.abspath(os.path.expanduser(root))
+    _require_dir(base, f"your class-folder tree (--data.init_args.root): {_TREE}")
+    key = _tree_key(base)
+    json_path = _find_split_json(base, split_file)
+    if json_path is not None:
+        return _read_split_zhou(json_path, base, key, base)
+    if os.path.isdir(os.path.join(base, "train")):
+        return _read_split_folders(base, key)
+    groups = _class_groups(base, _TREE)
+    empty = [c for c, paths in groups if not paths]
+    if empty:
+        raise ZooError(f"{base}: {len(empty)} class folder(s) have no images: {empty[:5]}; "
+                       f"expected at least one image per class")
+    note = (f"no split_zhou_*.json in {base}: rebuilt a 50/20/30 per-class split; "
+            f"not comparable to published numbers")
+    warnings.warn(note, stacklevel=3)
+    train, val, test = _split_per_class(groups)
+    return _finish(train, val, test, base, key, base, comparable=False, note=note)
+
+
+def _read_split_folders(base: str, key: str) -> FullSplit:
+    train_dir, test_dir, val_dir = (os.path.join(base, s) for s in ("train", "test", "val"))
+    _require_dir(test_dir, "test/<class>/*.jpg next to train/ (the test images of every class)")
+    groups = _class_groups(train_dir, "train/<class>/*.jpg, one sub-folder of images per class")
+    empty = [c for c, paths in groups if not paths]
+    if empty:
+        raise ZooError(f"{train_dir}: {len(empty)} class folder(s) have no images: {empty[:5]}; "
+                       f"expected at least one training image per class")
+    label_of = {c: y for y, (c, _) in enumerate(groups)}
+
+    def items(folder: str) -> list[tuple[str, int, str]]:
+        classes = _list_dirs(folder)
+        unknown = [c for c in classes if c not in label_of]
+        if unknown:
+            raise ZooError(f"{folder}: class folder(s) {unknown[:5]} are not in {train_dir}; expected the "
+                           f"classes of train/ only")
+        out = [(p, label_of[c], c) for c in classes for p in _walk_images(os.path.join(folder, c))]
+        if not out:
+            raise ZooError(f"{folder}: no images; expected <class>/*.jpg sub-folders with the classes of train/")
+        return out
+
+    train = [(p, label_of[c], c) for c, paths in groups for p in paths]
+    test = items(test_dir)
+    if os.path.isdir(val_dir):
+        val, note = items(val_dir), ""
+    else:
+        val, note = list(test), f"no {val_dir}: validation uses the test images (CoOp's ImageNet rule)"
+    return _finish(train, val, test, train_dir, key, base, note=note)
 
 
 # --------------------------------------------------------------------------------------------

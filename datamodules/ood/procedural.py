@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from datamodules.common.world import worlds_root
-from datamodules.ood.base import ArrayDataset, Augment, OODDataModule
+from datamodules.ood.base import ArrayDataset, Augment, OODDataModule, arg, check_int, check_names
 from zoo.core.errors import ZooError
 
 
@@ -28,7 +28,13 @@ class ClutterGlyphs(OODDataModule):
         sizes: per-split image counts overriding the spec's (e.g. tiny worlds for tests).
         world: overrides of :class:`datamodules.ood.world.WorldConfig` knobs.
         test_sets: OOD test sets to evaluate; ``average`` those averaged in the headline.
+        val_sets: OOD validation sets (monitoring only).
         **kwargs: see :class:`OODDataModule`.
+
+    Raises:
+        ZooError: when built, before any image is rendered: a negative ``seed``, unknown split
+            names or sizes below 1, ``average`` outside ``test_sets``, unknown or invalid
+            ``world`` knobs, or any argument of :class:`OODDataModule` out of range.
     """
 
     def __init__(self, root: str | None = None, seed: int = 0, sizes: dict[str, int] | None = None,
@@ -43,23 +49,32 @@ class ClutterGlyphs(OODDataModule):
                          mean=mean or [0.5, 0.5, 0.5], std=std or [0.25, 0.25, 0.25],
                          crop_scale_min=crop_scale_min, crop_ratio=crop_ratio or [0.9, 1.1], hflip=hflip)
         self.save_hyperparameters()
-        self.root = root or str(worlds_root())
-        self.seed, self.sizes, self.world = seed, dict(sizes or {}), dict(world or {})
+        from datamodules.ood.world.config import ID_SPLITS, SPLITS, WorldConfig
+
+        check_int("seed", seed, 0)
+        check_names("sizes", list(sizes or {}), SPLITS, "world split(s)")
+        for name, n in (sizes or {}).items():
+            check_int(f"sizes.{name}", n, 1)
+        ood_splits = [n for n in SPLITS if n not in ID_SPLITS]
         self.test_sets = list(test_sets or ["ood_near", "ood_far", "ood_bg"])
         self.average = list(average or ["ood_near", "ood_far"])
         self.val_sets = list(val_sets if val_sets is not None else ["ood_val_near", "ood_val_far"])
+        check_names("test_sets", self.test_sets, ood_splits, "OOD split(s)")
+        check_names("val_sets", self.val_sets, ood_splits, "OOD split(s)")
+        check_names("average", self.average, self.test_sets,
+                    "OOD set(s) to average (not in --data.init_args.test_sets)")
+        try:
+            self._cfg = WorldConfig(**dict(world or {}))
+        except (TypeError, ValueError) as e:
+            raise ZooError(f"{arg('world')}: {e}") from None
+        self.root = root or str(worlds_root())
+        self.seed, self.sizes, self.world = seed, dict(sizes or {}), dict(world or {})
 
     def _build(self) -> dict[str, Any]:
         from datamodules.ood import world as W
 
-        try:
-            cfg = W.WorldConfig(**self.world)
-        except TypeError as e:
-            raise ZooError(f"--data.world: {e}") from None
+        cfg = self._cfg
         names = ["id_train", "id_val", "id_test", *self.val_sets, *self.test_sets]
-        unknown = [n for n in names if n not in W.SPLITS]
-        if unknown:
-            raise ZooError(f"--data: unknown world split(s) {unknown}; known: {sorted(W.SPLITS)}")
         data = W.load_world(self.root, seed=self.seed, cfg=cfg, splits=names, sizes=self.sizes or None)
         ds = {n: ArrayDataset(*data[n]) for n in names}
         return {
@@ -67,5 +82,5 @@ class ClutterGlyphs(OODDataModule):
             "val_ood": {n: ds[n] for n in self.val_sets},
             "test_ood": {n: ds[n] for n in self.test_sets},
             "average": self.average,
-            "classes": list(W.CLASS_NAMES),
+            "classes": list(W.CLASS_NAMES[: cfg.n_classes]),
         }

@@ -27,6 +27,10 @@ SUN (ImageNet)          ``SUN/images/*``                                        
 Places (ImageNet)       ``Places/images/*``                                            flat
 ======================  =============================================================  =========
 
+A user's own data needs no benchmark layout: :class:`OODFolders` reads an ID class-folder tree
+(``<root>/{train,test[,val]}/<class>/...``, :class:`ClassFolders`) and any number of OOD folders
+given as ``{name: path}``.
+
 "flat" means a recursive, case-insensitive image glob (jpg, jpeg, png, bmp, webp), sorted by
 relative path, with label -1; class sub-folders are neither needed nor used. Hidden files
 (names starting with ``.``, e.g. macOS ``._x.jpg`` resource forks) are skipped.
@@ -35,8 +39,10 @@ relative path, with label -1; class sub-folders are neither needed nor used. Hid
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import pickle
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -48,15 +54,18 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from datamodules.common.images import IMAGE_EXTENSIONS, list_images, load_rgb
-from datamodules.ood.base import OODDataModule
+from datamodules.ood.base import Augment, OODDataModule, arg, check_int, check_names, is_number
 from zoo.core.errors import ZooError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "OOD_LAYOUTS",
     "CIFARPickles",
+    "ClassFolders",
     "ImageFolderFlat",
     "ImageNetFolder",
+    "OODBenchmark",
+    "OODFolders",
     "OODLayout",
     "SVHNMat",
     "build_id_set",
@@ -600,6 +609,7 @@ class OODBenchmark(OODDataModule):
     ID train minus ``val_size`` held-out images (seeded) trains the model and fills the kNN bank;
     the held-out images are the ID validation set that fixes the 95%-TPR threshold (a zoo choice:
     the papers use no validation split). ID test is the official test split (ImageNet: ``val/``).
+    For a user's own classes and OOD folders, use :class:`OODFolders` instead.
 
     Args:
         root: data root holding ``cifar-10-batches-py/`` / ``cifar-100-python/`` or ImageNet's
@@ -610,9 +620,14 @@ class OODBenchmark(OODDataModule):
             is skipped with a warning unless ``strict``.
         val_size: ID train images held out for validation (0 = none: the threshold is then fixed
             on ID test).
+        average: OOD sets averaged into the headline metrics (default: all found).
         mean, std: normalisation (default: the ID dataset's own statistics; the official MODE
             code used CIFAR-10's for CIFAR-100 too).
         **kwargs: see :class:`datamodules.ood.base.OODDataModule`.
+
+    Raises:
+        ZooError: unknown ``id_dataset`` or OOD set names, an argument out of range (before any
+            file is read); missing or malformed files (in :meth:`setup`).
     """
 
     def __init__(self, root: str, id_dataset: Literal["cifar10", "cifar100", "imagenet"] = "cifar10",
@@ -623,17 +638,29 @@ class OODBenchmark(OODDataModule):
                  resize: int | None = None, mean: list[float] | None = None, std: list[float] | None = None,
                  crop_scale_min: float = 0.2, hflip: bool = True) -> None:
         if id_dataset not in _STATS:
-            raise ZooError(f"--data.id_dataset {id_dataset!r}: expected one of {', '.join(_STATS)}")
+            raise ZooError(f"{arg('id_dataset')} {id_dataset!r}: expected one of {', '.join(_STATS)}")
         big = id_dataset == "imagenet"
         m, s = _STATS[id_dataset]
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
-                         n_views=n_views, augment=augment, image_size=image_size or (224 if big else 32),
-                         resize=resize or (256 if big else 32), mean=mean or m, std=std or s,
+                         n_views=n_views, augment=augment,
+                         image_size=image_size if image_size is not None else (224 if big else 32),
+                         resize=resize if resize is not None else (256 if big else 32),
+                         mean=mean if mean is not None else m, std=std if std is not None else s,
                          crop_scale_min=crop_scale_min, hflip=hflip)
         self.save_hyperparameters()
+        ood_sets = list(_DEFAULT_OOD[id_dataset] if ood_sets is None else ood_sets)
+        if not ood_sets:
+            raise ZooError(f"{arg('ood_sets')} is empty; expected names among {list(OOD_LAYOUTS)}")
+        check_names("ood_sets", ood_sets, OOD_LAYOUTS, "OOD set(s)")
+        if average is not None:
+            check_names("average", average, ood_sets, "OOD set(s) to average (not in --data.init_args.ood_sets)")
+        check_int("val_size", val_size, 0)
+        check_int("val_seed", val_seed, 0)
+        if not isinstance(strict, bool):
+            raise ZooError(f"{arg('strict')} must be true or false, got {strict!r}")
         self.root, self.id_dataset = root, id_dataset
         self.ood_root = ood_root or root
-        self.ood_sets = list(ood_sets or _DEFAULT_OOD[id_dataset])
+        self.ood_sets = ood_sets
         self.strict, self.val_size, self.val_seed = strict, val_size, val_seed
         self.average = average
 
@@ -641,12 +668,12 @@ class OODBenchmark(OODDataModule):
         from torch.utils.data import Subset
 
         if not Path(self.root).exists():
-            raise ZooError(f"--data.root {self.root}: not found; expected the {self.id_dataset} files there")
+            raise ZooError(f"{arg('root')} {self.root}: not found; expected the {self.id_dataset} files there")
         train_full = build_id_set(self.id_dataset, self.root, train=True)
         test = build_id_set(self.id_dataset, self.root, train=False)
         n = len(train_full)
         if self.val_size >= n:
-            raise ZooError(f"--data.val_size {self.val_size}: must be smaller than the {n} ID train images")
+            raise ZooError(f"{arg('val_size')} {self.val_size}: must be smaller than the {n} ID train images")
         perm = np.random.default_rng(self.val_seed).permutation(n)
         val_idx, train_idx = sorted(perm[: self.val_size].tolist()), sorted(perm[self.val_size:].tolist())
         val = Subset(train_full, val_idx) if self.val_size else test
@@ -656,7 +683,223 @@ class OODBenchmark(OODDataModule):
             if ds is not None:
                 ood[name] = ds
         if not ood:
-            raise ZooError(f"--data.ood_root {self.ood_root}: none of the OOD sets {self.ood_sets} was found")
+            raise ZooError(f"{arg('ood_root')} {self.ood_root}: none of the OOD sets {self.ood_sets} was found")
         classes = list(getattr(train_full, "classes", []) or [str(i) for i in range(len(set(train_full.targets)))])
         return {"train": Subset(train_full, train_idx), "val": val, "test": test, "val_ood": {},
                 "test_ood": ood, "average": self.average or list(ood), "classes": classes}
+
+
+# ---------------------------------------------------------------------------- a user's own data
+
+
+class ClassFolders(Dataset):
+    """One split of a class-folder tree: ``<split_dir>/<class>/**/<image>``, labelled by class.
+
+    Classes are the sorted names of the non-hidden sub-folders of ``split_dir`` (label = index in
+    that order, as in torchvision's ``ImageFolder``). Inside a class folder, images are found
+    recursively (:func:`list_images`: jpg, jpeg, png, bmp, webp, case-insensitive; hidden files
+    and folders skipped), in sorted relative-path order.
+
+    Args:
+        split_dir: the split folder, e.g. ``<root>/train``.
+        transform: applied to the PIL RGB image.
+        arg_name: the argument that names the tree, for messages (``--data.init_args.root``).
+        samples: ``(path, label)`` pairs to use instead of listing ``split_dir`` (with ``classes``).
+        classes: class names of ``samples``.
+
+    Attributes:
+        classes, samples (list of (path, label)), targets.
+
+    Raises:
+        ZooError: ``split_dir`` missing; no class folders; a class folder without images; image
+            files directly in ``split_dir`` (outside any class folder).
+    """
+
+    def __init__(self, split_dir: str, transform: Transform | None = None, arg_name: str = "root",
+                 samples: list[tuple[str, int]] | None = None, classes: list[str] | None = None) -> None:
+        d = Path(split_dir)
+        self.root, self.transform = str(d), transform
+        if samples is not None:
+            self.classes, self.samples = list(classes or []), list(samples)
+        else:
+            self.classes, self.samples = self._scan(d, arg_name)
+        self.targets: list[int] = [t for _, t in self.samples]
+
+    @staticmethod
+    def _scan(d: Path, arg_name: str) -> tuple[list[str], list[tuple[str, int]]]:
+        expected = f"a class-folder split {d}/<class>/<image> (one sub-folder per class)"
+        if not d.is_dir():
+            what = "not a directory" if d.exists() else "not found"
+            raise ZooError(f"{arg(arg_name)}: {d}: {what}; expected {expected}")
+        classes = sorted(e.name for e in d.iterdir() if e.is_dir() and not e.name.startswith("."))
+        loose = [e.name for e in sorted(d.iterdir())
+                 if e.is_file() and not e.name.startswith(".") and e.suffix.lower() in IMAGE_EXTENSIONS]
+        if loose:
+            raise ZooError(f"{arg(arg_name)}: {d}: {len(loose)} image(s) directly in the split folder "
+                           f"(e.g. {loose[0]}); expected {expected}")
+        if not classes:
+            raise ZooError(f"{arg(arg_name)}: {d}: no class folders; expected {expected}")
+        samples: list[tuple[str, int]] = []
+        for label, c in enumerate(classes):
+            files = list_images(d / c)
+            if not files:
+                raise ZooError(f"{arg(arg_name)}: {d / c}: class folder without images (looked recursively for "
+                               f"{', '.join(IMAGE_EXTENSIONS)}); remove it or add images")
+            samples += [(str(d / c / f), label) for f in files]
+        return classes, samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        path, label = self.samples[i]
+        return _item(load_rgb(path), label, self.transform)
+
+
+def _split_per_class(ds: ClassFolders, fraction: float, seed: int) -> tuple[ClassFolders, ClassFolders]:
+    """Hold out ``floor(fraction * n_c + 0.5)`` images of each class (at most ``n_c - 1``): those whose
+    ``sha1(f"{seed}/{relpath}")`` is smallest (:func:`_hash_subset`). Returns ``(train, val)``."""
+    by_class: dict[int, list[str]] = {}
+    for path, label in ds.samples:
+        by_class.setdefault(label, []).append(os.path.relpath(path, ds.root))
+    train: list[tuple[str, int]] = []
+    val: list[tuple[str, int]] = []
+    for label in sorted(by_class):
+        rel = by_class[label]
+        k = min(int(math.floor(fraction * len(rel) + 0.5)), len(rel) - 1)
+        held = set(_hash_subset(rel, k, seed)) if k > 0 else set()
+        for r in rel:
+            (val if r in held else train).append((os.path.join(ds.root, r), label))
+    return (ClassFolders(ds.root, samples=train, classes=ds.classes),
+            ClassFolders(ds.root, samples=val, classes=ds.classes))
+
+
+_OOD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _ood_folders(arg_name: str, folders: dict[str, str]) -> dict[str, ImageFolderFlat]:
+    out = {}
+    for name, path in folders.items():
+        d = Path(path)
+        if not d.is_dir():
+            what = "not a directory" if d.exists() else "not found"
+            raise ZooError(f"{arg(arg_name)}: {name!r} -> {d}: {what}; expected a folder of images "
+                           f"(searched recursively)")
+        out[name] = ImageFolderFlat(str(d), expected=f"OOD set {name!r} of {arg(arg_name)} as a folder of images")
+    return out
+
+
+class OODFolders(OODDataModule):
+    """A user's own data: an ID class-folder tree and any number of OOD image folders.
+
+    Layout (class names = the sorted sub-folder names of ``train/``; ``test/`` and ``val/`` must
+    hold the same class folders; images are found recursively inside each class folder)::
+
+        <root>/train/<class>/**/<image>     ID training images (also the kNN bank)
+        <root>/test/<class>/**/<image>      ID test images
+        <root>/val/<class>/**/<image>       optional: ID validation images (the 95%-TPR threshold)
+        <ood[name]>/**/<image>              one folder per OOD set, flat or nested, labels -1
+
+    Without ``val/``, a seeded per-class split of ``train/`` is the validation set (a zoo choice):
+    of each class's ``n`` training images, ``val_fraction * n`` rounded half up (at most ``n - 1``) are
+    held out, namely those with the smallest ``sha1(f"{val_seed}/<path relative to train/>")``. The
+    held-out images are used neither for training nor in the bank; the split depends only on the
+    file names and the seed. With ``val_fraction=0`` (and no ``val/``) the threshold is fixed on
+    ID test.
+
+    Test metrics are reported per OOD set under its given name (``test/<name>/auroc``, ...), and
+    the sets in ``average`` (default: all) are averaged into ``test/auroc`` / ``test/fpr95``.
+    Validation OOD sets (``val_ood``) are optional; without them validation logs ID accuracy only,
+    so a checkpoint should monitor ``val/acc`` (``configs/mode/folders.yaml`` does).
+
+    Args:
+        root: the ID tree holding ``train/``, ``test/`` and optionally ``val/``.
+        ood: OOD test sets as ``{name: folder}``; names may use letters, digits, ``_ . -``.
+        val_ood: optional OOD validation sets as ``{name: folder}`` (monitoring only).
+        average: OOD test sets averaged into the headline metrics (default: all of ``ood``).
+        val_fraction: per-class share of ``train/`` held out for validation when there is no
+            ``val/``, in [0, 1).
+        val_seed: seed of that split.
+        image_size: training crop and eval centre-crop size.
+        resize: eval resize of the shorter side (default: ``image_size``).
+        mean, std: normalisation (default: ImageNet's statistics, a zoo choice for photos).
+        **kwargs: see :class:`datamodules.ood.base.OODDataModule`.
+
+    Raises:
+        ZooError: an argument out of range or a bad OOD name (when built); a missing root or
+            split, no class folders, a class folder without images, different class sets in
+            train/test/val, a missing or empty OOD folder (in :meth:`setup`, before training).
+    """
+
+    def __init__(self, root: str, ood: dict[str, str] | None = None, val_ood: dict[str, str] | None = None,
+                 average: list[str] | None = None, val_fraction: float = 0.1, val_seed: int = 0,
+                 batch_size: int = 64, eval_batch_size: int = 256, num_workers: int = 4, n_views: int = 1,
+                 augment: Augment = "ce", image_size: int = 32, resize: int | None = None,
+                 mean: list[float] | None = None, std: list[float] | None = None, crop_scale_min: float = 0.2,
+                 crop_ratio: list[float] | None = None, hflip: bool = True) -> None:
+        m, s = _STATS["imagenet"]
+        super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size, num_workers=num_workers,
+                         n_views=n_views, augment=augment, image_size=image_size, resize=resize,
+                         mean=mean if mean is not None else m, std=std if std is not None else s,
+                         crop_scale_min=crop_scale_min, crop_ratio=crop_ratio, hflip=hflip)
+        self.save_hyperparameters()
+        if not isinstance(root, str) or not root:
+            raise ZooError(f"{arg('root')} must be the folder holding train/ and test/, got {root!r}")
+        for key, folders in (("ood", ood), ("val_ood", val_ood)):
+            if folders is None:
+                continue
+            if not isinstance(folders, dict):
+                raise ZooError(f"{arg(key)} must map names to folders, e.g. '{{\"textures\": \"/data/dtd/images\"}}', "
+                               f"got {folders!r}")
+            for name, path in folders.items():
+                if not isinstance(name, str) or not _OOD_NAME.match(name):
+                    raise ZooError(f"{arg(key)}: OOD set name {name!r}; expected letters, digits, '_', '.' or '-' "
+                                   f"(it becomes the metric key test/<name>/auroc)")
+                if not isinstance(path, str) or not path:
+                    raise ZooError(f"{arg(key)}: {name!r} -> {path!r}; expected a folder path")
+        self.ood, self.val_ood = dict(ood or {}), dict(val_ood or {})
+        if average is not None:
+            if not average:
+                raise ZooError(f"{arg('average')} is empty; expected names among {list(self.ood)} (or leave it unset)")
+            check_names("average", average, self.ood, "OOD set(s) to average (not in --data.init_args.ood)")
+        if not is_number(val_fraction) or not 0 <= val_fraction < 1:
+            raise ZooError(f"{arg('val_fraction')} must be in [0, 1), got {val_fraction!r}")
+        check_int("val_seed", val_seed, 0)
+        self.root, self.average = root, (list(average) if average is not None else None)
+        self.val_fraction, self.val_seed = float(val_fraction), val_seed
+
+    def _build(self) -> dict[str, Any]:
+        r = Path(self.root)
+        if not r.is_dir():
+            what = "not a directory" if r.exists() else "not found"
+            raise ZooError(f"{arg('root')} {r}: {what}; expected a class-folder tree {r}/train/<class>/<image> "
+                           f"and {r}/test/<class>/<image> (optional {r}/val/<class>/<image>)")
+        train = ClassFolders(str(r / "train"))
+        test = ClassFolders(str(r / "test"))
+        splits = {"test": test}
+        if (r / "val").exists():
+            val = ClassFolders(str(r / "val"))
+            splits["val"] = val
+        for name, ds in splits.items():
+            if ds.classes != train.classes:
+                only_train = sorted(set(train.classes) - set(ds.classes))
+                only_here = sorted(set(ds.classes) - set(train.classes))
+                raise ZooError(f"{arg('root')} {r}: {name}/ and train/ hold different class folders (only in train/: "
+                               f"{only_train[:5]}, only in {name}/: {only_here[:5]}); expected the same classes")
+        if "val" in splits:
+            val = splits["val"]
+        elif self.val_fraction > 0:
+            train, val = _split_per_class(train, self.val_fraction, self.val_seed)
+            if len(val) == 0:
+                warnings.warn(f"{arg('val_fraction')}={self.val_fraction} holds out no image (every class of {r}/train "
+                              "has too few); the 95%-TPR threshold is fixed on ID test", stacklevel=2)
+                val = test
+        else:
+            val = test
+        if not self.ood:
+            warnings.warn(f"{arg('ood')} is empty: the test stage reports ID accuracy only (no OOD metrics)",
+                          stacklevel=2)
+        test_ood = _ood_folders("ood", self.ood)
+        val_ood = _ood_folders("val_ood", self.val_ood)
+        return {"train": train, "val": val, "test": test, "val_ood": val_ood, "test_ood": test_ood,
+                "average": self.average or list(test_ood), "classes": list(train.classes)}

@@ -11,6 +11,8 @@ Each writer takes the data root and returns the main file or folder it wrote, so
 - ``write_fgvc_aircraft(root, variants)`` -> ``root/fgvc_aircraft/{variants.txt,images_variant_*.txt,images/<id>.jpg}``
 - ``write_flowers_fallback(root, names)`` -> ``root/oxford_flowers/{imagelabels.mat,cat_to_name.json,jpg/image_NNNNN.jpg}``
 - ``write_class_folders(root, key, folders)`` -> ``root/<folder>/<image_dir>/<class>/*.jpg`` (no JSON)
+- ``write_user_tree(root, classes, per_class)`` -> a user's own tree, ``root/<class>/*.png`` (one pool)
+  or ``root/{train,val,test}/<class>/*.png`` (``dataset=folder``)
 """
 
 from __future__ import annotations
@@ -160,3 +162,34 @@ def write_class_folders(root: str | Path, dataset_key: str, folders: Sequence[st
         for i in range(per_class):
             write_image(image_dir / f / f"{i:04d}.{ext}", y, i)
     return image_dir
+
+
+def write_user_tree(root: str | Path, classes: Sequence[str], per_class: int | dict[str, int] = 6,
+                    splits: Sequence[str] | None = None, ext: str = "png") -> Path:
+    """A user's own class-folder tree (``--data.init_args.dataset folder``), PNG files by default.
+
+    Args:
+        root: the tree's root (created).
+        classes: class folder names; the folder order on disk does not matter (labels follow the
+            sorted names).
+        per_class: images per class folder; with ``splits`` a dict ``{split: n}`` per split.
+        splits: None for one pool ``root/<class>/``; else e.g. ``("train", "test")`` or
+            ``("train", "val", "test")`` for ``root/<split>/<class>/``.
+        ext: file suffix (``png`` or ``jpg``).
+
+    Returns:
+        ``root``.
+    """
+    root = Path(root)
+    for y, c in enumerate(classes):
+        if splits is None:
+            n = per_class if isinstance(per_class, int) else sum(per_class.values())
+            for i in range(n):
+                write_image(root / c / f"{c}_{i:03d}.{ext}", y, i)
+            continue
+        for k, s in enumerate(splits):
+            n = per_class if isinstance(per_class, int) else per_class[s]
+            for i in range(n):
+                write_image(root / s / c / f"{c}_{i:03d}.{ext}", y, 100 * k + i)
+    root.mkdir(parents=True, exist_ok=True)
+    return root

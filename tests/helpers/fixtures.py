@@ -16,6 +16,8 @@ Layouts written:
 - ``write_places(root, names)`` -> ``root/Places/test_256/<name>``
 - ``write_imagenet_ood(root)`` -> ``root/{iNaturalist,SUN,Places}/images/*.jpg``
 - ``write_imagefolder(d, wnids, per_class)`` -> ``d/<wnid>/<wnid>_<i>.JPEG`` (``d = root/"train"``)
+- ``write_class_tree(root, classes, per_split)`` -> ``root/{train,test[,val]}/<class>/<class>_<i>.png``
+  (a user's own ID data for ``OODFolders``; every image one uniform colour, :func:`class_color`)
 """
 
 from __future__ import annotations
@@ -262,3 +264,33 @@ def write_imagefolder(split_dir: str | Path, wnids: Sequence[str], per_class: in
         for i in range(per_class):
             write_image(d / wnid / f"{wnid}_{i}.{ext}", seed=9000 + c * 100 + i, size=(20, 16))
     return d
+
+
+def class_color(c: int) -> tuple[int, int, int]:
+    """The uniform (R, G, B) colour of every image of class index ``c`` in :func:`write_class_tree`
+    (``c`` = position in the ``classes`` argument, not the sorted label)."""
+    return ((40 + 70 * c) % 256, (200 - 50 * c) % 256, (90 + 110 * c) % 256)
+
+
+def write_class_tree(
+    root: str | Path,
+    classes: Sequence[str],
+    per_split: dict[str, int],
+    size: tuple[int, int] = (40, 28),
+    nested: Sequence[str] = (),
+) -> Path:
+    """A user's ID class-folder tree ``root/<split>/<class>/<class>_<i>.png`` (PNG, ``size`` = (w, h)).
+
+    Every image of ``classes[c]`` is the uniform colour :func:`class_color` ``(c)``, so labels can be
+    checked against pixels. Classes listed in ``nested`` put their odd-numbered images one folder
+    deeper (``<class>/more/<class>_<i>.png``), which the reader must find too.
+    """
+    root = Path(root)
+    for split, n in per_split.items():
+        for c, name in enumerate(classes):
+            for i in range(n):
+                sub = Path(name, "more") if name in nested and i % 2 else Path(name)
+                path = root / split / sub / f"{name}_{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.new("RGB", size, class_color(c)).save(path)
+    return root

@@ -36,6 +36,9 @@ class TinyCLIP(ZooModule):
         warmup_steps: linear warm-up steps.
         max_logit_scale: clamp of tau = exp(logit_scale) after every step (100, as CLIP).
         template: hand prompt of the zero-shot validation.
+
+    Raises:
+        ZooError: an argument outside its range (one line naming it), at construction.
     """
 
     zoo_name = "clip"
@@ -46,6 +49,14 @@ class TinyCLIP(ZooModule):
                  warmup_steps: int = 100, max_logit_scale: float = 100.0,
                  template: str = "a photo of a {}.") -> None:
         super().__init__()
+        for name, ok, rule, value in (("lr", lr > 0, "> 0", lr), ("weight_decay", weight_decay >= 0, ">= 0", weight_decay),
+                                      ("warmup_steps", warmup_steps >= 0, ">= 0", warmup_steps),
+                                      ("max_logit_scale", max_logit_scale >= 1, ">= 1 (tau = exp(logit_scale) >= 1)",
+                                       max_logit_scale)):
+            if not ok:
+                raise ZooError(f"--model.{name} must be {rule}, got {value!r}")
+        if template.count("{}") != 1:
+            raise ZooError(f"--model.template must hold '{{}}' once (the class name), got {template!r}")
         self.save_hyperparameters()
         self.clip = build_clip(clip_model)
         self.clip.train()

@@ -89,9 +89,36 @@ def build_cli(entry: registry.ZooEntry, args: list[str]):
     argv0, sys.argv = sys.argv, [f"python -m zoo.fit {entry.name}"]  # the CLI reads `args`, not sys.argv
     try:
         cli = _make(ZooCLI, model_cls, LightningDataModule, entry, args)
+    except (ValueError, TypeError) as e:  # jsonargparse wraps a constructor's ZooError: surface its line
+        zoo_err = _zoo_error_in(e)
+        if zoo_err is None:
+            raise
+        raise zoo_err from None
     finally:
         sys.argv = argv0
+    from callbacks.rng import RNGState  # lazy: callbacks stand beside the core
+
+    if not any(isinstance(cb, RNGState) for cb in cli.trainer.callbacks):
+        cli.trainer.callbacks.append(RNGState())  # exact resume: the random streams travel with the checkpoint
     return cli
+
+
+def _zoo_error_in(err: BaseException) -> ZooError | None:
+    """The ZooError behind ``err`` (its cause chain, or a ``- <message>`` line of a jsonargparse
+    "Does not validate against any of the Union subtypes" error), if any."""
+    seen: set[int] = set()
+    e: BaseException | None = err
+    while e is not None and id(e) not in seen:
+        if isinstance(e, ZooError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    if "Does not validate against any of the Union subtypes" in str(err):
+        for line in str(err).splitlines():
+            line = line.strip()
+            if line.startswith("- ") and not line.startswith("- Expected a"):
+                return ZooError(line[2:])
+    return None
 
 
 def _make(ZooCLI, model_cls, LightningDataModule, entry, args):

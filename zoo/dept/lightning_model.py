@@ -11,6 +11,11 @@ Zero-shot CLIP         :func:`zoo.dept.evaluate.zero_shot` (hand prompts; no tra
 Test stage: two loaders, ``base`` (C_base-way, fused ITM+CAT) and ``new`` (C_new-way, prompts
 rebuilt from the new class names with the learned context, ITM only); logs ``test/base_acc``,
 ``test/new_acc`` and ``test/h`` (harmonic mean), accuracies as fractions.
+
+Under DDP every image counts once: Lightning's ``DistributedSampler`` pads each rank's share of
+an eval set with repeated images, so the per-image predictions of all ranks are gathered at the
+end of the epoch with their dataset ``index`` (a key of the few-shot datamodules' batches) and
+de-duplicated before the accuracies are computed. The numbers equal a single-process evaluation.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import warnings
 import torch
 from torch import Tensor
 from torchmetrics.functional.classification import multiclass_accuracy
+from torchmetrics.utilities.distributed import gather_all_tensors
 
 from zoo.common.vision.clip import build_clip, fingerprint, get_tokenizer
 from zoo.common.metrics.classification import harmonic_mean
@@ -61,6 +67,10 @@ class DePT(ZooModule):
         momentum, weight_decay: SGD (0.9, 5e-4).
         warmup_epochs: epochs at the constant ``warmup_lr`` (both groups), then cosine per epoch.
         warmup_lr: the constant warm-up learning rate (1e-5).
+
+    Raises:
+        ZooError: an argument outside its range (one line naming it), at construction, before
+            the CLIP is built or anything is trained.
     """
 
     zoo_name = "dept"
@@ -88,11 +98,11 @@ class DePT(ZooModule):
         warmup_lr: float = 1e-5,
     ) -> None:
         super().__init__()
+        _check_ranges(n_ctx=n_ctx, ctx_std=ctx_std, lam=lam, fusion=fusion, lr=lr, head_lr_mult=head_lr_mult,
+                      momentum=momentum, weight_decay=weight_decay, warmup_epochs=warmup_epochs, warmup_lr=warmup_lr)
         # Only the arguments of the concrete class (CoOp has no lam/fusion/head_lr_mult).
         self.save_hyperparameters(*[n for n in inspect.signature(type(self).__init__).parameters if n != "self"])
         self.lam, self.fusion, self.head_lr_mult = float(lam), fusion, float(head_lr_mult)
-        if not 0.0 <= lam <= 1.0:
-            raise ZooError(f"--model.lam must be in [0, 1], got {lam}")
         clip = _frozen_clip(clip_model, clip_weights)
         self.clip_fingerprint = fingerprint(clip)
         self.net = DePTModel(clip, get_tokenizer(clip_model, clip_vocab), n_ctx=n_ctx, ctx_init=ctx_init, ctx_std=ctx_std)
@@ -103,7 +113,14 @@ class DePT(ZooModule):
     # ------------------------------------------------------------------ classes and head
     def set_train_classes(self, classnames: list[str]) -> None:
         """Build the prompts (and, for lam > 0, the CAT head) for the training classes."""
-        self.net.set_classnames(classnames)
+        try:
+            self.net.set_classnames(classnames)
+        except ZooError as e:
+            if "tiny CLIP's vocabulary" not in str(e):
+                raise
+            raise ZooError(f"{e}; this config's tiny CLIP knows only the embedded world's words: for your own "
+                           "class names use a real CLIP (--config configs/dept/vitb16.yaml "
+                           "--model.clip_weights ViT-B-16.pt)") from None
         self.classnames = list(classnames)
         if self.lam > 0:
             head = self.net.head
@@ -138,11 +155,12 @@ class DePT(ZooModule):
             raise ZooError(f"train/loss is {loss.item()} at epoch {self.current_epoch} step {self.global_step}; "
                            "lower --model.lr")
         bs = x.shape[0]
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=bs)
-        self.log("train/acc", (s_itm.argmax(1) == y).float().mean(), on_step=False, on_epoch=True, batch_size=bs)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=bs, sync_dist=True)
+        self.log("train/acc", (s_itm.argmax(1) == y).float().mean(), on_step=False, on_epoch=True, batch_size=bs,
+                 sync_dist=True)
         if s_cat is not None:
             self.log("train/acc_cat", (s_cat[bs:].argmax(1) == y).float().mean(), on_step=False, on_epoch=True,
-                     batch_size=bs)
+                     batch_size=bs, sync_dist=True)
         return loss
 
     def lr_factor(self, epoch: int) -> float:
@@ -167,7 +185,7 @@ class DePT(ZooModule):
 
     def on_train_epoch_start(self) -> None:
         for i, g in enumerate(self.optimizers().optimizer.param_groups):
-            self.log(f"train/lr_{'ctx' if i == 0 else 'head'}", g["lr"], on_step=False, on_epoch=True)
+            self.log(f"train/lr_{'ctx' if i == 0 else 'head'}", g["lr"], on_step=False, on_epoch=True, sync_dist=True)
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
@@ -185,7 +203,7 @@ class DePT(ZooModule):
         for i, (name, names) in enumerate(sets):
             use_head = self.net.head is not None and list(names) == self.classnames
             self._eval[i] = {"name": name, "text": self.class_text_features(names), "head": use_head,
-                             "n": len(names), "preds": [], "itm": [], "cat": [], "labels": []}
+                             "n": len(names), "preds": [], "itm": [], "cat": [], "labels": [], "index": []}
 
     def _eval_step(self, batch: dict[str, Tensor], dataloader_idx: int) -> None:
         st = self._eval[dataloader_idx]
@@ -200,21 +218,42 @@ class DePT(ZooModule):
         st["itm"].append(s_itm.argmax(1))
         st["preds"].append(s.argmax(1))
         st["labels"].append(batch["label"])
+        if "index" in batch:
+            st["index"].append(torch.as_tensor(batch["index"], device=s.device))
+
+    def _per_image(self, st: dict[str, Any]) -> dict[str, Tensor]:
+        """This eval set's per-image columns (labels, preds, itm, [cat]), each image once: under
+        DDP gathered from all ranks and de-duplicated by dataset index (the sampler's padding)."""
+        keys = ["labels", "preds", "itm"] + (["cat"] if st["cat"] else [])
+        cols = torch.stack([torch.cat(st[k]).long() for k in keys], dim=1)  # (N_local, K)
+        world = self.trainer.world_size if self._trainer is not None else 1
+        if world > 1:
+            if len(st["index"]) != len(st["labels"]):
+                warnings.warn(f"DePT under DDP: the {st['name']} batches carry no 'index', so images that "
+                              "DistributedSampler repeats to pad the ranks are counted twice", stacklevel=2)
+                cols = torch.cat(gather_all_tensors(cols))
+            else:
+                index = torch.cat(st["index"]).long()
+                gathered = torch.cat(gather_all_tensors(torch.cat([cols, index[:, None]], dim=1)))
+                cols, index = gathered[:, :-1], gathered[:, -1]
+                cols = cols[_first_occurrences(index)]
+        return {k: cols[:, j] for j, k in enumerate(keys)}
 
     def _accuracies(self) -> dict[str, float]:
         out: dict[str, float] = {}
         for st in self._eval.values():
             if not st["labels"]:
                 continue
-            y = torch.cat(st["labels"])
+            cols = self._per_image(st)
+            y = cols["labels"]
 
-            def acc(preds: list[Tensor]) -> float:
-                return multiclass_accuracy(torch.cat(preds), y, num_classes=st["n"], average="micro").item()
+            def acc(preds: Tensor) -> float:
+                return multiclass_accuracy(preds, y, num_classes=st["n"], average="micro").item()
 
-            out[f"{st['name']}_acc"] = acc(st["preds"])
-            if st["cat"]:
-                out[f"{st['name']}_acc_itm"] = acc(st["itm"])
-                out[f"{st['name']}_acc_cat"] = acc(st["cat"])
+            out[f"{st['name']}_acc"] = acc(cols["preds"])
+            if "cat" in cols:
+                out[f"{st['name']}_acc_itm"] = acc(cols["itm"])
+                out[f"{st['name']}_acc_cat"] = acc(cols["cat"])
         self._eval = {}
         return out
 
@@ -225,10 +264,10 @@ class DePT(ZooModule):
         self._eval_step(batch, dataloader_idx)
 
     def on_validation_epoch_end(self) -> None:
-        acc = self._accuracies()
+        acc = self._accuracies()  # already global under DDP: the sync is a mean of equal values
         if "base_acc" in acc:
-            self.log("val/acc", acc.pop("base_acc"), prog_bar=True)
-        self.log_dict({f"val/{k}": v for k, v in acc.items()})
+            self.log("val/acc", acc.pop("base_acc"), prog_bar=True, sync_dist=True)
+        self.log_dict({f"val/{k}": v for k, v in acc.items()}, sync_dist=True)
 
     def on_test_epoch_start(self) -> None:
         dm = self.trainer.datamodule
@@ -242,7 +281,7 @@ class DePT(ZooModule):
         acc = self._accuracies()
         if "base_acc" in acc and "new_acc" in acc:
             acc["h"] = harmonic_mean(acc["base_acc"], acc["new_acc"])
-        self.log_dict({f"test/{k}": v for k, v in acc.items()})
+        self.log_dict({f"test/{k}": v for k, v in acc.items()}, sync_dist=True)
 
     # ------------------------------------------------------------------ prediction
     @classmethod
@@ -338,6 +377,35 @@ class CoOp(DePT):
         super().__init__(clip_model=clip_model, clip_weights=clip_weights, clip_vocab=clip_vocab, n_ctx=n_ctx, ctx_init=ctx_init,
                          ctx_std=ctx_std, lam=0.0, lr=lr, momentum=momentum, weight_decay=weight_decay,
                          warmup_epochs=warmup_epochs, warmup_lr=warmup_lr)
+
+
+def _first_occurrences(index: Tensor) -> Tensor:
+    """Positions of the first occurrence of each value of ``index`` (N,), in ascending value order."""
+    order = torch.sort(index, stable=True).indices
+    sorted_index = index[order]
+    first = torch.ones_like(sorted_index, dtype=torch.bool)
+    first[1:] = sorted_index[1:] != sorted_index[:-1]
+    return order[first]
+
+
+def _check_ranges(**args: Any) -> None:
+    """One-line ZooErrors for DePT/CoOp arguments outside their range (NaN fails every check)."""
+    rules = {
+        "n_ctx": (lambda v: v >= 1, ">= 1"),
+        "ctx_std": (lambda v: v >= 0, ">= 0"),
+        "lam": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+        "fusion": (lambda v: v in ("logits", "probs"), "'logits' or 'probs'"),
+        "lr": (lambda v: v > 0, "> 0"),
+        "head_lr_mult": (lambda v: v > 0, "> 0"),
+        "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+        "weight_decay": (lambda v: v >= 0, ">= 0"),
+        "warmup_epochs": (lambda v: v >= 0, ">= 0"),
+        "warmup_lr": (lambda v: v > 0, "> 0"),
+    }
+    for name, value in args.items():
+        ok, rule = rules[name]
+        if not ok(value):
+            raise ZooError(f"--model.{name} must be {rule}, got {value!r}")
 
 
 def _frozen_clip(clip_model: str, clip_weights: str | None):

@@ -29,6 +29,20 @@ _AGGREGATIONS = ("mean", "max", "sum", "logsumexp")
 _HEADS = ("ce", "supcon")
 
 
+def _no_autocast(t: Tensor) -> torch.autocast:
+    """Autocast switched off on ``t``'s device: the losses run in fp32 under ``bf16-mixed``.
+
+    ``.float()`` on an input alone is not enough: inside an autocast region every ``Linear``,
+    ``einsum`` and ``@`` would still be cast back to bf16.
+    """
+    return torch.autocast(device_type=t.device.type, enabled=False)
+
+
+def _fp32(t: Tensor) -> Tensor:
+    """``t`` in at least fp32 (bf16/fp16 are upcast; fp64 stays fp64, for reference checks)."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
 def region_features(fmap: Tensor) -> Tensor:
     """The 6 CSD region vectors of a feature map: 4 quadrants, global and centre.
 
@@ -78,7 +92,8 @@ class ALPAAttention(nn.Module):
         t_ij = agg_p cos(V_i[p], V~_(j->i)[p])
         s_ij = t_ij + t_ji                                       (symmetric, in [-2, 2] for mean)
 
-    Dropout is 0, all N x N pairs are used (no sampling).
+    Dropout is 0, all N x N pairs are used (no sampling). Projections, attention and similarity
+    always run in fp32 with autocast disabled (the module's own weights must be fp32).
 
     Args:
         in_dim: token width C (512 for CIFAR ResNet-18/34, 2048 for ResNet-50).
@@ -112,8 +127,9 @@ class ALPAAttention(nn.Module):
             (N, N, P, P) with ``A[i, j, p, q]`` the weight of j's position q for i's position p;
             every row (last dim) sums to 1.
         """
-        q, k, _ = self._project(tokens)
-        return self._attention(q, k)
+        with _no_autocast(tokens):
+            q, k, _ = self._project(_fp32(tokens))
+            return self._attention(q, k)
 
     def forward(self, tokens: Tensor, agg: str = "mean", chunk_size: int | None = None) -> Tensor:
         """Pair similarity s for all N x N pairs.
@@ -133,6 +149,10 @@ class ALPAAttention(nn.Module):
         """
         if agg not in _AGGREGATIONS:
             raise ValueError(f"agg must be one of {_AGGREGATIONS}, got {agg!r}")
+        with _no_autocast(tokens):
+            return self._similarity(_fp32(tokens), agg, chunk_size)
+
+    def _similarity(self, tokens: Tensor, agg: str, chunk_size: int | None) -> Tensor:
         q, k, v = self._project(tokens)
         n = tokens.shape[0]
         step = n if chunk_size is None else max(1, int(chunk_size))
@@ -170,7 +190,8 @@ def alpa_loss(sim: Tensor, labels: Tensor, inv_temperature: float = 10.0) -> Ten
 
     with P(i) = {j != i : y_j = y_i}. Self-pairs are excluded from numerator and denominator.
     An anchor with no positives contributes 0 but still counts in the 1/N mean (unlike
-    :func:`supcon_loss`). There is no base-temperature factor.
+    :func:`supcon_loss`). There is no base-temperature factor. Computed in fp32 with autocast
+    disabled.
 
     Args:
         sim: (N, N) pair similarity s from :class:`ALPAAttention`.
@@ -185,7 +206,13 @@ def alpa_loss(sim: Tensor, labels: Tensor, inv_temperature: float = 10.0) -> Ten
         raise ValueError(f"alpa_loss needs sim (N, N) and labels (N,), got {tuple(sim.shape)}, "
                          f"{tuple(labels.shape)}")
     if n < 2:
-        return sim.sum() * 0.0
+        return _fp32(sim).sum() * 0.0
+    with _no_autocast(sim):
+        return _alpa_loss_fp32(_fp32(sim), labels, inv_temperature)
+
+
+def _alpa_loss_fp32(sim: Tensor, labels: Tensor, inv_temperature: float) -> Tensor:
+    n = sim.shape[0]
     self_mask = torch.eye(n, dtype=torch.bool, device=sim.device)
     logits = (sim * inv_temperature).masked_fill(self_mask, float("-inf"))
     logits = logits - logits.amax(dim=1, keepdim=True).detach()
@@ -210,7 +237,9 @@ def supcon_loss(
     The N rows are all views (the caller stacks both crops, labels repeated), positives are
     same-label rows excluding self. The mean runs over anchors with at least one positive.
     This differs from :func:`alpa_loss` (which divides by N) only when some anchor has no
-    positive, which cannot happen with two views per image.
+    positive, which cannot happen with two views per image. The normalisation and the N x N matrix
+    product run in fp32 with autocast disabled (under ``bf16-mixed`` a bare ``z @ z.T`` would be
+    computed in bf16).
 
     Args:
         features: (N, D) embeddings; L2-normalised here (a no-op for the unit-norm ``proj``).
@@ -225,16 +254,17 @@ def supcon_loss(
     if features.ndim != 2 or labels.shape != (n,):
         raise ValueError(f"supcon_loss needs features (N, D) and labels (N,), got "
                          f"{tuple(features.shape)}, {tuple(labels.shape)}")
-    z = F.normalize(features, dim=1)
-    self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
-    logits = (z @ z.T / temperature).masked_fill(self_mask, float("-inf"))
-    logits = logits - logits.amax(dim=1, keepdim=True).detach()
-    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    self_mask = torch.eye(n, dtype=torch.bool, device=features.device)
     positives = (labels[:, None] == labels[None, :]) & ~self_mask
     n_pos = positives.sum(dim=1)
     has_pos = n_pos > 0
     if not bool(has_pos.any()):
-        return features.sum() * 0.0
+        return _fp32(features).sum() * 0.0
+    with _no_autocast(features):
+        z = F.normalize(_fp32(features), dim=1)
+        logits = (z @ z.T / temperature).masked_fill(self_mask, float("-inf"))
+        logits = logits - logits.amax(dim=1, keepdim=True).detach()
+        log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
     mean_log_prob_pos = log_prob.masked_fill(~positives, 0.0).sum(dim=1) / n_pos.clamp(min=1)
     return -(temperature / base_temperature) * mean_log_prob_pos[has_pos].mean()
 

@@ -9,7 +9,16 @@ import pytest
 import torch
 from torchmetrics.functional.classification import binary_auroc
 
-from zoo.common.metrics.ood import CONVENTION, fpr_at_tpr, ood_metrics, roc_curve, threshold_at_tpr
+from zoo.common.metrics.ood import (
+    CONVENTION,
+    accepted,
+    convention,
+    fpr_at_tpr,
+    knn_ood_index,
+    ood_metrics,
+    roc_curve,
+    threshold_at_tpr,
+)
 
 # ---------------------------------------------------------------- float64 numpy reference
 
@@ -21,14 +30,18 @@ def ref_auroc(id_s: np.ndarray, ood_s: np.ndarray) -> float:
     return float((gt + 0.5 * eq) / (id_s.size * ood_s.size))
 
 
-def ref_threshold(id_s: np.ndarray) -> float:
+def ref_threshold(id_s: np.ndarray, rule: str = "knn_ood") -> float:
     n = id_s.size
+    if rule == "knn_ood":  # written as the released knn-ood evaluation does it
+        known = np.sort(id_s)
+        return float(known[round(0.05 * n)])
     keep = (95 * n + 99) // 100  # ceil(0.95 n) in integer arithmetic
     return float(np.sort(id_s)[::-1][keep - 1])
 
 
-def ref_fpr95(id_s: np.ndarray, ood_s: np.ndarray) -> float:
-    return float(np.mean(ood_s >= ref_threshold(id_s)))
+def ref_fpr95(id_s: np.ndarray, ood_s: np.ndarray, rule: str = "knn_ood") -> float:
+    t = ref_threshold(id_s, rule)
+    return float(np.sum(ood_s > t) / float(ood_s.size)) if rule == "knn_ood" else float(np.mean(ood_s >= t))
 
 
 def ref_ap(pos: np.ndarray, neg: np.ndarray) -> float:
@@ -45,11 +58,11 @@ def ref_ap(pos: np.ndarray, neg: np.ndarray) -> float:
     return float(ap)
 
 
-def check_against_reference(id_s: np.ndarray, ood_s: np.ndarray) -> None:
-    m = ood_metrics(torch.from_numpy(id_s), torch.from_numpy(ood_s))
+def check_against_reference(id_s: np.ndarray, ood_s: np.ndarray, rule: str) -> None:
+    m = ood_metrics(torch.from_numpy(id_s), torch.from_numpy(ood_s), fpr_rule=rule)
     assert m["auroc"] == pytest.approx(ref_auroc(id_s, ood_s), abs=1e-6)
-    assert m["fpr95"] == ref_fpr95(id_s, ood_s)
-    assert m["threshold"] == ref_threshold(id_s)
+    assert m["fpr95"] == ref_fpr95(id_s, ood_s, rule)
+    assert m["threshold"] == ref_threshold(id_s, rule)
     assert m["aupr_in"] == pytest.approx(ref_ap(id_s, ood_s), abs=1e-6)
     assert m["aupr_out"] == pytest.approx(ref_ap(-ood_s, -id_s), abs=1e-6)
 
@@ -90,12 +103,62 @@ def test_ties_by_hand() -> None:
 def test_threshold_at_tpr_by_hand_n20() -> None:
     perm = torch.randperm(20, generator=torch.Generator().manual_seed(0))
     ids = torch.arange(20, 0, -1, dtype=torch.float64)[perm]
-    # Descending 20, 19, ..., 1. tpr .95: ceil(19) = 19 -> 19th = 2 (19 of 20 scores are >= 2).
-    assert threshold_at_tpr(ids) == 2.0
-    assert threshold_at_tpr(ids, tpr=0.9) == 3.0  # ceil(18) = 18 -> 3
-    assert threshold_at_tpr(ids, tpr=0.96) == 1.0  # ceil(19.2) = 20 -> 1
-    assert threshold_at_tpr(ids, tpr=0.5) == 11.0  # ceil(10) = 10 -> 11
-    assert threshold_at_tpr(ids, tpr=1.0) == 1.0
+    # ROC rule. Descending 20, 19, ..., 1. tpr .95: ceil(19) = 19 -> 19th = 2 (19 of 20 are >= 2).
+    assert threshold_at_tpr(ids, fpr_rule="roc") == 2.0
+    assert threshold_at_tpr(ids, tpr=0.9, fpr_rule="roc") == 3.0  # ceil(18) = 18 -> 3
+    assert threshold_at_tpr(ids, tpr=0.96, fpr_rule="roc") == 1.0  # ceil(19.2) = 20 -> 1
+    assert threshold_at_tpr(ids, tpr=0.5, fpr_rule="roc") == 11.0  # ceil(10) = 10 -> 11
+    assert threshold_at_tpr(ids, tpr=1.0, fpr_rule="roc") == 1.0
+    # knn-ood rule. Ascending 1, 2, ..., 20 at index round((1 - tpr) 20); accepted means > t.
+    assert threshold_at_tpr(ids) == 2.0  # round(1.0) = 1 -> 2 (18 of 20 are > 2)
+    assert threshold_at_tpr(ids, tpr=0.9) == 3.0  # round(2.0) = 2 -> 3
+    assert threshold_at_tpr(ids, tpr=0.96) == 2.0  # round(0.8) = 1 -> 2
+    assert threshold_at_tpr(ids, tpr=0.5) == 11.0  # round(10.0) = 10 -> 11
+    assert threshold_at_tpr(ids, tpr=1.0) == 1.0  # round(0) = 0 -> the smallest ID score
+
+
+def test_fpr95_issue_example_knn_ood_vs_roc() -> None:
+    """ID = {0.01, ..., 1.00}, OOD = {0.06, 0.5} (issue 8). knn-ood: t = sorted_asc[round(5.0)] =
+    sorted_asc[5] = 0.06 and only 0.5 > 0.06: FPR 1/2. ROC: t = sorted_desc[ceil(95) - 1] =
+    sorted_desc[94] = 0.06 and both OOD scores are >= 0.06: FPR 2/2."""
+    ids = torch.arange(1, 101, dtype=torch.float64) / 100
+    ood = torch.tensor([6.0, 50.0], dtype=torch.float64) / 100  # the same floats as ids[5], ids[49]
+    m = ood_metrics(ids, ood)
+    assert m["threshold"] == ids[5].item() and m["fpr95"] == 0.5
+    r = ood_metrics(ids, ood, fpr_rule="roc")
+    assert r["threshold"] == ids[5].item() and r["fpr95"] == 1.0
+    assert m["auroc"] == r["auroc"]  # the rule only concerns FPR95
+    assert fpr_at_tpr(-torch.cat([ids, ood]), torch.arange(102) < 100) == 0.5
+    assert fpr_at_tpr(-torch.cat([ids, ood]), torch.arange(102) < 100, fpr_rule="roc") == 1.0
+
+
+def test_fpr95_ties_at_the_threshold() -> None:
+    """ID = {0.2, 0.2, 0.5, 1.0}, OOD = {0.2, 0.2, 0.9}. knn-ood: index round(0.2) = 0, t = 0.2;
+    OOD > 0.2 is {0.9}: 1/3, and the two ID scores tied at t are rejected too (accepted: 2 of 4).
+    ROC: index ceil(3.8) - 1 = 3 of the descending scores, t = 0.2; OOD >= 0.2 is all three: 3/3."""
+    f64 = torch.float64
+    ids, ood = torch.tensor([0.2, 0.2, 0.5, 1.0], dtype=f64), torch.tensor([0.2, 0.2, 0.9], dtype=f64)
+    assert ood_metrics(ids, ood)["fpr95"] == pytest.approx(1 / 3)
+    assert ood_metrics(ids, ood, fpr_rule="roc")["fpr95"] == 1.0
+    assert accepted(ids, 0.2).tolist() == [False, False, True, True]
+    assert accepted(ids, 0.2, fpr_rule="roc").tolist() == [True, True, True, True]
+
+
+@pytest.mark.parametrize(("n", "index"), [(1, 0), (10, 0), (19, 1), (20, 1), (30, 2), (50, 2), (70, 4), (90, 4),
+                                          (100, 5), (110, 6)])
+def test_knn_ood_index_small_sizes(n: int, index: int) -> None:
+    """Python's round on the float 0.05 n, as in the released code: 0.5 -> 0, 0.95 -> 1, 1.5000000000000002
+    -> 2, 2.5 -> 2, 3.5 -> 4, 4.5 -> 4, 5.5 -> 6 (half to even)."""
+    assert knn_ood_index(n) == index == round(0.05 * n)
+    ids = torch.arange(n, dtype=torch.float64)  # sorted ascending: the threshold is the index itself
+    assert threshold_at_tpr(ids) == float(index)
+    # every OOD score equal to an ID score: only those strictly above t count
+    assert ood_metrics(ids, ids.clone())["fpr95"] == pytest.approx((n - 1 - index) / n)
+
+
+def test_knn_ood_index_tpr_float_error_and_cap() -> None:
+    assert 1 - 0.95 != 0.05 and knn_ood_index(10, 0.95) == 0  # not round(0.5000000000000004) = 1
+    assert knn_ood_index(1, 0.01) == 0  # round(0.99) = 1 is capped at n - 1
 
 
 # ---------------------------------------------------------------- random draws vs the reference
@@ -111,13 +174,14 @@ def test_threshold_at_tpr_by_hand_n20() -> None:
         (4, 20, 40, -1e4, 1.0, 2),
     ],
 )
-def test_random_draws_match_reference(seed, n_id, n_ood, offset, scale, decimals) -> None:
+@pytest.mark.parametrize("rule", ["knn_ood", "roc"])
+def test_random_draws_match_reference(seed, n_id, n_ood, offset, scale, decimals, rule) -> None:
     rng = np.random.default_rng(seed)
     id_s = offset + scale * rng.normal(1.0, 1.0, n_id)
     ood_s = offset + scale * rng.normal(0.0, 1.0, n_ood)
     if decimals is not None:
         id_s, ood_s = np.round(id_s, decimals), np.round(ood_s, decimals)
-    check_against_reference(id_s, ood_s)
+    check_against_reference(id_s, ood_s, rule)
 
 
 def test_raw_large_scores_would_saturate() -> None:
@@ -143,7 +207,7 @@ def test_roc_curve_matches_fpr95() -> None:
         assert nearest < 1e-9
         assert fpr[i].item() == pytest.approx(np.mean(ood_s >= t - 1e-9), abs=1e-7)
     first = int(torch.nonzero(torch.round(tpr * id_s.size) >= math.ceil(0.95 * id_s.size))[0, 0])
-    m = ood_metrics(torch.from_numpy(id_s), torch.from_numpy(ood_s))
+    m = ood_metrics(torch.from_numpy(id_s), torch.from_numpy(ood_s), fpr_rule="roc")
     assert fpr[first].item() == pytest.approx(m["fpr95"])
 
 
@@ -151,16 +215,27 @@ def test_fpr_at_tpr_ood_high_scores() -> None:
     id_s, ood_s = torch.tensor([1.0, 1.0, 0.5, 0.2]), torch.tensor([0.5, 0.1])
     scores = -torch.cat([id_s, ood_s])  # higher = more OOD
     is_id = torch.tensor([True] * 4 + [False] * 2)
+    # both rules: t = 0.2 (knn-ood index round(0.2) = 0; ROC index ceil(3.8) - 1 = 3), only OOD 0.5 passes
     assert fpr_at_tpr(scores, is_id) == 0.5
+    assert fpr_at_tpr(scores, is_id, fpr_rule="roc") == 0.5
 
 
 def test_constant_scores() -> None:
+    # All equal: no OOD score is strictly above t = 1 (knn-ood), every one is >= t (ROC).
     m = ood_metrics(torch.ones(5), torch.ones(3))
-    assert m["auroc"] == 0.5 and m["fpr95"] == 1.0 and m["threshold"] == 1.0
+    assert m["auroc"] == 0.5 and m["fpr95"] == 0.0 and m["threshold"] == 1.0
+    assert ood_metrics(torch.ones(5), torch.ones(3), fpr_rule="roc")["fpr95"] == 1.0
 
 
 def test_convention_is_stated() -> None:
-    assert "ID is the positive class" in CONVENTION and ">= t" in CONVENTION
+    assert CONVENTION == convention("knn_ood")
+    assert "ID is the positive class" in CONVENTION and "score > t" in CONVENTION and "round(0.05 n)" in CONVENTION
+    assert "score >= t" in convention("roc") and "ceil(0.95 n) - 1" in convention("roc")
+
+
+def test_unknown_rule() -> None:
+    with pytest.raises(ValueError, match="fpr_rule must be one of"):
+        ood_metrics(torch.ones(3), torch.ones(3), fpr_rule="openood")
 
 
 @pytest.mark.parametrize(

@@ -81,12 +81,36 @@ def test_stanford_cars_paths_relative_to_folder(data_root: Path) -> None:
     assert all(d.path.startswith(base + "cars_test" + os.sep) for d in full.test)
 
 
+# CoOp's zero-shot CLIP hand prompts (CUSTOM_TEMPLATES of KaiyangZhou/CoOp trainers/zsclip.py), which
+# the published zero-shot numbers use; keyed here by the zoo's dataset names.
+COOP_ZERO_SHOT_TEMPLATES = {
+    "oxford_pets": "a photo of a {}, a type of pet.",
+    "oxford_flowers": "a photo of a {}, a type of flower.",
+    "fgvc_aircraft": "a photo of a {}, a type of aircraft.",
+    "dtd": "{} texture.",
+    "eurosat": "a centered satellite photo of {}.",
+    "stanford_cars": "a photo of a {}.",
+    "food101": "a photo of {}, a type of food.",
+    "sun397": "a photo of a {}.",
+    "caltech101": "a photo of a {}.",
+    "ucf101": "a photo of a person doing {}.",
+    "imagenet": "a photo of a {}.",
+}
+
+
 def test_templates_match_coop() -> None:
-    assert DATASETS["oxford_pets"].template == "a photo of a {}, a type of pet."
-    assert DATASETS["food101"].template == "a photo of {}, a type of food."
-    assert DATASETS["eurosat"].template == "a centered satellite photo of {}."
-    assert DATASETS["ucf101"].template == "a photo of a person doing {}."
+    assert {k: DATASETS[k].template for k in COOP_ZERO_SHOT_TEMPLATES} == COOP_ZERO_SHOT_TEMPLATES
+    assert DATASETS["shapes_b2n"].template == "a photo of a {}."
     assert DATASETS["caltech101"].folder == "caltech-101" and DATASETS["stanford_cars"].image_dir == ""
+
+
+def test_template_is_a_datamodule_argument(data_root: Path) -> None:
+    assert FewShotDataModule(root=str(data_root), dataset="dtd").template == "{} texture."
+    dm = FewShotDataModule(root=str(data_root), dataset="dtd", template="a photo of a {}, a type of texture.")
+    assert dm.template == "a photo of a {}, a type of texture."
+    for bad in ("a photo", "{} and {}"):
+        with pytest.raises(ZooError, match=r"^--data\.init_args\.template must hold '\{\}' once"):
+            FewShotDataModule(root=str(data_root), dataset="dtd", template=bad)
 
 
 # ------------------------------------------------------------------------------------ few-shot
@@ -224,7 +248,7 @@ def test_error_unknown_and_missing_folder(tmp_path: Path) -> None:
         read_split(str(tmp_path), "cifar")
     with pytest.raises(ZooError, match=re.escape(str(tmp_path / "oxford_pets")) + ": not found"):
         read_split(str(tmp_path), "oxford_pets")
-    with pytest.raises(ZooError, match="--data.dataset"):
+    with pytest.raises(ZooError, match=r"--data\.init_args\.dataset: unknown dataset 'nope'; expected 'folder'"):
         FewShotDataModule(root=str(tmp_path), dataset="nope")
 
 
@@ -371,3 +395,143 @@ def test_class_names_from_arg() -> None:
         class_names_from_arg("cat,,dog")
     with pytest.raises(ZooError, match="empty class name"):
         class_names_from_arg("")
+
+
+# ------------------------------------------------------------------------------------ your own class folders
+
+TREE_CLASSES = ["zebra", "Apple_pie", "cat", "dog", "emu"]  # sorted: Apple pie, cat, dog, emu, zebra
+
+
+def test_folder_pool_uses_the_fallback_split_flagged(tmp_path: Path) -> None:
+    root = fx.write_user_tree(tmp_path / "mine", TREE_CLASSES, per_class=10)
+    with pytest.warns(UserWarning, match="not comparable"):
+        full = read_split(str(root), "folder")
+    assert full.classnames == ["Apple pie", "cat", "dog", "emu", "zebra"]  # sorted folder names, "_" -> " "
+    assert not full.comparable and "no split_zhou_*.json" in full.note and "50/20/30" in full.note
+    assert _counts(full.train) == {y: 5 for y in range(5)} and _counts(full.val) == {y: 2 for y in range(5)}
+    assert _counts(full.test) == {y: 3 for y in range(5)}
+    assert all(d.path.startswith(str(root / d.classname.replace(" ", "_"))) for d in full.train + full.test)
+    assert full.dataset.startswith("folder-mine-") and full.base_dir == str(root)
+    base, new = subsample_classes(full, "base"), subsample_classes(full, "new")
+    assert base.classnames == ["Apple pie", "cat", "dog"] and new.classnames == ["emu", "zebra"]
+
+
+def test_folder_pool_with_a_split_json_and_nested_images(tmp_path: Path) -> None:
+    root = fx.write_user_tree(tmp_path / "mine", ["b", "a"], per_class=3)
+    (root / "a" / "deeper").mkdir()
+    fx.write_image(root / "a" / "deeper" / "x.png", 0, 9)
+    split = {"train": [["a/a_000.png", 0, "a"], ["b/b_000.png", 1, "b"]], "val": [["a/deeper/x.png", 0, "a"]],
+             "test": [["a/a_001.png", 0, "a"], ["b/b_001.png", 1, "b"], ["b/b_002.png", 1, "b"]]}
+    (root / "split_zhou_Mine.json").write_text(json.dumps(split))
+    full = read_split(str(root), "folder")
+    assert full.comparable and full.note == "" and full.classnames == ["a", "b"]
+    assert [os.path.relpath(d.path, root) for d in full.test] == ["a/a_001.png", "b/b_001.png", "b/b_002.png"]
+    (root / "split_zhou_Other.json").write_text(json.dumps(split))
+    with pytest.raises(ZooError, match=r"2 split files \(split_zhou_Mine\.json, split_zhou_Other\.json\); pick one "
+                                       r"with --data\.init_args\.split_file"):
+        read_split(str(root), "folder")
+    assert len(read_split(str(root), "folder", split_file="split_zhou_Other.json").test) == 3
+    for js in root.glob("*.json"):
+        js.unlink()
+    with pytest.warns(UserWarning, match="not comparable"):  # without a JSON: the fallback split
+        pool = read_split(str(root), "folder")
+    assert _counts(pool.train + pool.val + pool.test) == {0: 4, 1: 3}  # a/deeper/x.png is class a's too
+
+
+def test_folder_train_test_val_layout(tmp_path: Path) -> None:
+    root = fx.write_user_tree(tmp_path / "t", ["b", "a", "c"], per_class={"train": 4, "val": 2, "test": 3},
+                              splits=("train", "val", "test"))
+    full = read_split(str(root), "folder")
+    assert full.comparable and full.note == "" and full.classnames == ["a", "b", "c"]
+    assert _counts(full.train) == {0: 4, 1: 4, 2: 4} and _counts(full.val) == {0: 2, 1: 2, 2: 2}
+    assert _counts(full.test) == {0: 3, 1: 3, 2: 3}
+    assert all(f"{os.sep}test{os.sep}" in d.path for d in full.test)
+    no_val = fx.write_user_tree(tmp_path / "nv", ["a", "b"], per_class=2, splits=("train", "test"))
+    full = read_split(str(no_val), "folder")
+    assert full.val == full.test and "validation uses the test images" in full.note and full.comparable
+
+
+def test_folder_errors_are_one_line(tmp_path: Path) -> None:
+    def err(root: Path, **kw) -> str:
+        with pytest.raises(ZooError) as e:
+            read_split(str(root), "folder", **kw)
+        assert "\n" not in str(e.value)
+        return str(e.value)
+
+    assert err(tmp_path / "nope").startswith(f"{tmp_path / 'nope'}: not found; expected your class-folder tree")
+    (tmp_path / "empty").mkdir()
+    assert err(tmp_path / "empty") == (f"{tmp_path / 'empty'}: no class sub-folders; expected <root>/<class>/*.jpg, "
+                                       "or <root>/train/<class>/*.jpg and <root>/test/<class>/*.jpg "
+                                       "(optional <root>/val/<class>/)")
+    fx.write_image(tmp_path / "loose" / "a.png", 0, 0)
+    assert "found 1 image(s) directly in it but no class sub-folders" in err(tmp_path / "loose")
+    (tmp_path / "hollow" / "a").mkdir(parents=True)
+    assert err(tmp_path / "hollow").startswith(f"{tmp_path / 'hollow'}: no images (.jpg")
+    root = fx.write_user_tree(tmp_path / "one_empty", ["a", "b"], per_class=3)
+    (root / "c").mkdir()
+    assert err(root) == f"{root}: 1 class folder(s) have no images: ['c']; expected at least one image per class"
+    root = fx.write_user_tree(tmp_path / "split", ["a", "b"], per_class=2, splits=("train",))
+    assert err(root).startswith(f"{root / 'test'}: not found; expected test/<class>/*.jpg next to train/")
+    fx.write_image(root / "test" / "z" / "0.png", 0, 0)
+    assert "class folder(s) ['z'] are not in" in err(root)
+    assert err(tmp_path / "split", split_file="s.json").startswith(f"{root / 's.json'}: not found")
+
+
+def test_folder_datamodule_end_to_end(tmp_path: Path) -> None:
+    root = fx.write_user_tree(tmp_path / "mine", TREE_CLASSES, per_class=10)
+    dm = FewShotDataModule(root=str(root), num_shots=2, image_size=12, batch_size=4, eval_batch_size=5, num_workers=0,
+                           cache_dir=str(tmp_path / "cache"), mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25])
+    assert dm.dataset == "folder" and dm.template == "a photo of a {}."
+    with pytest.warns(UserWarning, match="not comparable"):
+        dm.setup("fit")
+    assert not dm.comparable and dm.classnames["base"] == ["Apple pie", "cat", "dog"]
+    assert dm.classnames["new"] == ["emu", "zebra"]
+    b = next(iter(dm.train_dataloader()))
+    assert b["image"].shape == (4, 3, 12, 12) and set(b) == {"image", "label", "index"}
+    tb = next(iter(dm.test_dataloader()[1]))
+    assert tb["index"].tolist() == [0, 1, 2, 3, 4] and set(tb["label"].tolist()) <= {0, 1}
+    spec = dm.eval_transform_spec()
+    assert spec["mean"] == [0.5] * 3 and spec["std"] == [0.25] * 3 and spec["resize"] == 12
+    # normalisation from the arguments: a constant-colour test image maps to (v/255 - 0.5)/0.25
+    from PIL import Image
+
+    x = eval_transform(spec)(Image.new("RGB", (12, 12), (255, 128, 0)))
+    torch.testing.assert_close(x[:, 0, 0], torch.tensor([2.0, (128 / 255 - 0.5) / 0.25, -2.0]))
+    assert list((tmp_path / "cache" / "fewshot").iterdir())[0].name.startswith("folder-mine-")
+
+
+def test_folder_datamodule_needs_two_classes(tmp_path: Path) -> None:
+    root = fx.write_user_tree(tmp_path / "solo", ["only"], per_class=4, splits=("train", "test"))
+    dm = FewShotDataModule(root=str(root), num_workers=0, cache_dir=str(tmp_path))
+    with pytest.raises(ZooError, match="1 class; the base-to-new protocol needs at least 2"):
+        dm.setup()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"num_shots": 0}, "--data.init_args.num_shots must be >= 1 (or -1 for all images), got 0"),
+    ({"num_shots": -3}, "--data.init_args.num_shots must be >= 1 (or -1 for all images), got -3"),
+    ({"image_size": 0}, "--data.init_args.image_size must be >= 1, got 0"),
+    ({"batch_size": 0}, "--data.init_args.batch_size must be >= 1, got 0"),
+    ({"eval_batch_size": -1}, "--data.init_args.eval_batch_size must be >= 1, got -1"),
+    ({"num_workers": -1}, "--data.init_args.num_workers must be >= 0, got -1"),
+    ({"crop_scale_min": 0.0}, "--data.init_args.crop_scale_min must be in (0, 1], got 0.0"),
+    ({"crop_scale_min": 1.5}, "--data.init_args.crop_scale_min must be in (0, 1], got 1.5"),
+    ({"mean": [0.5, 0.5]}, "--data.init_args.mean must be 3 values (R, G, B), got [0.5, 0.5]"),
+    ({"std": [0.5, 0.0, 0.5]}, "--data.init_args.std must be 3 values > 0 (R, G, B), got [0.5, 0.0, 0.5]"),
+    ({"train_classes": "new"}, "--data.init_args.train_classes must be 'base' or 'all', got 'new'"),
+    ({"dataset": "dtd", "split_file": "x.json"}, "--data.init_args.split_file is for dataset='folder' only"),
+])
+def test_datamodule_arguments_checked_at_construction(tmp_path: Path, kwargs: dict, message: str) -> None:
+    (tmp_path / "dtd").mkdir()
+    with pytest.raises(ZooError) as e:
+        FewShotDataModule(root=str(tmp_path), **kwargs)
+    assert str(e.value).startswith(message)
+
+
+def test_datamodule_missing_root_fails_at_construction(tmp_path: Path) -> None:
+    with pytest.raises(ZooError, match=re.escape(f"{tmp_path / 'nope'}: not found; expected your class-folder tree")):
+        FewShotDataModule(root=str(tmp_path / "nope"))
+    with pytest.raises(ZooError, match=re.escape(f"{tmp_path / 'dtd'}: not found; expected the dtd folder")):
+        FewShotDataModule(root=str(tmp_path), dataset="dtd")
+    with pytest.raises(ZooError, match="--data.init_args.root is required"):
+        FewShotDataModule(root="")

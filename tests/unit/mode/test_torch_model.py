@@ -234,6 +234,40 @@ def test_supcon_two_views_default_temperature():
     assert torch.isfinite(feats.grad).all()
 
 
+# --------------------------------------------------------------------------- bf16 autocast
+
+
+def test_losses_run_in_fp32_under_bf16_autocast():
+    """Under CPU bf16 autocast (what ``bf16-mixed`` does on a GPU) the ALPA projections, attention,
+    similarity and loss and the SupCon matrix product give their fp32 values, also when the tokens
+    and embeddings arrive in bf16 from an autocast backbone."""
+    alpa = ALPAAttention(32, 8)
+    tokens = torch.rand(8, 16, 32)  # N = 2B = 8 views, 4x4 map, C = 32
+    y = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    feats = torch.randn(8, 16)
+    sim32 = alpa(tokens, chunk_size=3)
+    ref = {"sim": sim32, "attn": alpa.attention(tokens), "alpa": alpa_loss(sim32, y), "supcon": supcon_loss(feats, y)}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        sim = alpa(tokens, chunk_size=3)
+        got = {"sim": sim, "attn": alpa.attention(tokens), "alpa": alpa_loss(sim, y), "supcon": supcon_loss(feats, y)}
+        # the control: a bare projection or matrix product in the same region does run in bf16
+        assert alpa.phi_q(tokens).dtype == torch.bfloat16
+        z = F.normalize(feats, dim=1)
+        assert (z @ z.T).dtype == torch.bfloat16
+        bf_tokens, bf_feats = tokens.bfloat16(), feats.bfloat16()
+        sim_bf_in = alpa(bf_tokens)
+        alpa_bf_in, supcon_bf_in = alpa_loss(sim_bf_in, y), supcon_loss(bf_feats, y)
+    for name, v in got.items():
+        assert v.dtype == torch.float32, name
+        assert_close(v, ref[name], atol=1e-6, rtol=1e-6, msg=name)
+    assert_close(alpa_bf_in, alpa_loss(alpa(bf_tokens.float()), y), atol=1e-6, rtol=1e-6)
+    assert_close(supcon_bf_in, supcon_loss(bf_feats.float(), y), atol=1e-6, rtol=1e-6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # gradients flow back to bf16 inputs
+        leaf = bf_feats.clone().requires_grad_()
+        supcon_loss(leaf, y).backward()
+    assert leaf.grad is not None and leaf.grad.dtype == torch.bfloat16 and torch.isfinite(leaf.grad.float()).all()
+
+
 # --------------------------------------------------------------------------- CSD / KNN scores
 
 
