@@ -502,15 +502,7 @@ def read_class_folders(root: str, split_file: str | None = None) -> FullSplit:
     if os.path.isdir(os.path.join(base, "train")):
         return _read_split_folders(base, key)
     groups = _class_groups(base, _TREE)
-    empty = [c for c, paths in groups if not paths]
-    if empty:
-        raise ZooError(f"{base}: {len(empty)} class folder(s) have no images: {empty[:5]}; "
-                       f"expected at least one image per class")
-    note = (f"no split_zhou_*.json in {base}: rebuilt a 50/20/30 per-class split; "
-            f"not comparable to published numbers")
-    warnings.warn(note, stacklevel=3)
-    train, val, test = _split_per_class(groups)
-    return _finish(train, val, test, base, key, base, comparable=False, note=note)
+    return _fallback_split(groups, base, key, base, f"no split_zhou_*.json in {base}", "class folder(s)")
 
 
 def _read_split_folders(base: str, key: str) -> FullSplit:
@@ -597,13 +589,18 @@ def _read_fallback(info: DatasetInfo, base_dir: str, split_path: str) -> FullSpl
         source = image_dir
     if not any(paths for _, paths in groups):
         raise ZooError(f"{source}: no images found; expected {info.split_file} or images to rebuild a split from")
+    return _fallback_split(groups, source, dataset, base_dir, f"{info.split_file} not found under {base_dir}",
+                           "class(es)")
+
+
+def _fallback_split(groups, source: str, dataset: str, base_dir: str, why: str, what: str) -> FullSplit:
+    """The 50/20/30 per-class split of ``groups`` when no split JSON exists, flagged not comparable."""
     empty = [c for c, paths in groups if not paths]
     if empty:
-        raise ZooError(f"{source}: {len(empty)} class(es) have no images: {empty[:5]}; "
+        raise ZooError(f"{source}: {len(empty)} {what} have no images: {empty[:5]}; "
                        f"expected at least one image per class")
-    note = (f"{info.split_file} not found under {base_dir}: rebuilt a 50/20/30 per-class split; "
-            f"not comparable to published numbers")
-    warnings.warn(note, stacklevel=3)
+    note = f"{why}: rebuilt a 50/20/30 per-class split; not comparable to published numbers"
+    warnings.warn(note, stacklevel=4)
     train, val, test = _split_per_class(groups)
     return _finish(train, val, test, source, dataset, base_dir, comparable=False, note=note)
 

@@ -225,3 +225,19 @@ def test_in_order_undoes_distributed_sampler_padding(n, world):
     assert torch.equal(m._in_order(shards[0], n), data)
     m._trainer = SimpleNamespace(global_rank=0, world_size=1)
     assert m._in_order(data, n) is data
+
+
+def test_checkpoint_monitor_that_real_data_cannot_log_is_refused_before_training():
+    """The world config's ``val/auroc`` monitor with a datamodule that has no validation OOD sets
+    (e.g. the real OODBenchmark) is one line at setup, not a Lightning traceback after an epoch."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from zoo.core.errors import ZooError
+
+    m = _model()
+    trainer = SimpleNamespace(limit_val_batches=1.0, callbacks=[ModelCheckpoint(monitor="val/auroc")])
+    with pytest.raises(ZooError, match=r"ModelCheckpoint monitors 'val/auroc', which is never logged.*val/acc"):
+        m._check_monitors(trainer, SimpleNamespace(val_set_names=[]))
+    m._check_monitors(trainer, SimpleNamespace(val_set_names=["ood_val_near"]))  # the world logs it
