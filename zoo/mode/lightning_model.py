@@ -337,6 +337,26 @@ class MODE(ZooModule):
                                f"({what}{n_images} ID train images), got {hp.k}")
         if stage == "fit":
             self._check_monitors(trainer, dm)
+            self._ddp_find_unused(trainer)
+
+    def _ddp_find_unused(self, trainer) -> None:
+        """MODE trains a different subset of its parameters in each objective (the CE head, the
+        SupCon head, the ALPA module), so DDP must be told that some receive no gradient; without
+        it the second training step fails. Switched on here, before the strategy wraps the model."""
+        from lightning.pytorch.strategies import DDPStrategy
+
+        strategy = getattr(trainer, "strategy", None)
+        if not isinstance(strategy, DDPStrategy):
+            return
+        kwargs = getattr(strategy, "_ddp_kwargs", None)
+        if not isinstance(kwargs, dict):
+            raise ZooError("MODE leaves some parameters without gradient in each objective; use "
+                           "--trainer.strategy=ddp_find_unused_parameters_true (as configs/mode/ddp.yaml does)")
+        if not kwargs.get("find_unused_parameters"):
+            kwargs["find_unused_parameters"] = True
+            from lightning.pytorch.utilities import rank_zero_info
+
+            rank_zero_info("MODE: DDP find_unused_parameters=True (each objective trains only some of the heads)")
 
     def _check_monitors(self, trainer, dm) -> None:
         if not trainer.limit_val_batches:
@@ -378,7 +398,7 @@ class MODE(ZooModule):
             return local
         dtype = local.dtype
         gathered = self.all_gather(local.to(torch.long) if dtype == torch.bool else local)  # (W, L, ...)
-        rows = gathered.transpose(0, 1).reshape(-1, *gathered.shape[2:])[:n]
+        rows = gathered.transpose(0, 1).reshape(-1, *gathered.shape[2:])
         return rows.to(dtype).cpu()
 
     def _eval_sizes(self, stage: str, count: int) -> list[int]:
