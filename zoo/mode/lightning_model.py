@@ -398,7 +398,7 @@ class MODE(ZooModule):
             return local
         dtype = local.dtype
         gathered = self.all_gather(local.to(torch.long) if dtype == torch.bool else local)  # (W, L, ...)
-        rows = gathered.transpose(0, 1).reshape(-1, *gathered.shape[2:])
+        rows = gathered.transpose(0, 1).reshape(-1, *gathered.shape[2:])[:n]
         return rows.to(dtype).cpu()
 
     def _eval_sizes(self, stage: str, count: int) -> list[int]:
