@@ -234,6 +234,45 @@ def test_supcon_two_views_default_temperature():
     assert torch.isfinite(feats.grad).all()
 
 
+def _supcontrast_reference(features: torch.Tensor, labels: torch.Tensor, temperature: float,
+                           base_temperature: float = 0.07) -> torch.Tensor:
+    """SupContrast's SupConLoss (Khosla et al. 2020, arXiv:2004.11362v5), ``contrast_mode="all"``,
+    transcribed step by step: features (B, n_views, D) unit rows, labels (B,)."""
+    bsz, n_views = features.shape[:2]
+    mask = torch.eq(labels[:, None], labels[None, :]).to(features.dtype)
+    contrast = torch.cat(torch.unbind(features, dim=1), dim=0)
+    logits = contrast @ contrast.T / temperature
+    logits = logits - logits.max(dim=1, keepdim=True).values.detach()
+    mask = mask.repeat(n_views, n_views)
+    logits_mask = torch.ones_like(mask).scatter(1, torch.arange(bsz * n_views)[:, None], 0)
+    mask = mask * logits_mask
+    log_prob = logits - torch.log((torch.exp(logits) * logits_mask).sum(1, keepdim=True))
+    pos = mask.sum(1)
+    pos = torch.where(pos < 1e-6, torch.ones_like(pos), pos)
+    mean_log_prob_pos = (mask * log_prob).sum(1) / pos
+    return (-(temperature / base_temperature) * mean_log_prob_pos).view(n_views, bsz).mean()
+
+
+@pytest.mark.parametrize("temperature", [0.1, 0.5])
+def test_supcon_loss_and_grads_equal_the_supcontrast_reference(temperature):
+    """The control behind the model card's SupCon-collapse note: value and gradient agree with the
+    reference formulation in float64, on a batch with repeated classes and two views. Gradients are
+    taken w.r.t. the raw head outputs, which both sides L2-normalise first (the zoo's SupCon head
+    normalises, as SupContrast's does)."""
+    y = torch.tensor([0, 1, 2, 0, 1, 3])
+    raw = torch.randn(6, 2, 16, dtype=torch.float64)
+    a = raw.clone().requires_grad_()
+    ref = _supcontrast_reference(F.normalize(a, dim=-1), y, temperature)
+    ref.backward()
+    b = raw.clone().requires_grad_()
+    z = F.normalize(b, dim=-1)
+    ours = supcon_loss(torch.cat([z[:, 0], z[:, 1]]), torch.cat([y, y]), temperature=temperature)
+    ours.backward()
+    assert ours.dtype == torch.float64
+    assert_close(ours, ref, atol=1e-12, rtol=0)
+    assert_close(b.grad, a.grad, atol=1e-12, rtol=0)
+
+
 # --------------------------------------------------------------------------- bf16 autocast
 
 
