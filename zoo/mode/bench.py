@@ -126,8 +126,10 @@ class MODEBench(Bench):
         g.add_argument("--grid", action="store_true", help="also train the ablation grid (objectives x scores)")
         g.add_argument("--throughput-steps", type=int, default=30,
                        help="training steps timed for the Lightning-vs-bare-PyTorch throughput row (0 = skip)")
-        g.add_argument("--knn-bench", default=None, metavar="QxMxC",
-                       help="also time CSD-style kNN scoring on random unit data, e.g. 60000x300000x512")
+        g.add_argument("--knn-bench", nargs="?", const=DEFAULT_KNN_SPEC, default=None, metavar="QxMxC[@k],...",
+                       help="also time exact kNN search on random unit data, per shape (k defaults to 10): the zoo "
+                            "against faiss IndexFlatIP on the CPU (queries/s, ratio, max |diff|), and on a GPU "
+                            "the fp32 and bf16_rerank paths; without a value: " + DEFAULT_KNN_SPEC)
 
     def __init__(self, entry: ZooEntry, args) -> None:
         super().__init__(entry, args)
@@ -247,9 +249,7 @@ class MODEBench(Bench):
                   f"ratio **{t['ratio']:.3f}** (goal ≥ 0.9).", ""]
         kb = r.get("knn_bench")
         if kb:
-            L += ["kNN scoring on random unit data: " + "; ".join(
-                f"{p}: {v['queries_per_s']:.0f} queries/s, max |Δ| vs fp32 {v['max_abs_diff_vs_fp32']:.2e}"
-                for p, v in kb.items()), ""]
+            L += _knn_bench_markdown(kb)
         return L
 
     def plots(self, report: dict[str, Any], folder: Path) -> list[str]:
@@ -362,21 +362,71 @@ def lightning_vs_bare(entry: ZooEntry, cfg: str, steps: int, device: torch.devic
             "backbone": hp["backbone"], "device": device_name(device)}
 
 
-def _parse_knn_spec(spec: str) -> tuple[int, int, int]:
-    try:
-        q, mrows, c = (int(x) for x in spec.lower().split("x"))
-    except ValueError:
-        raise ZooError(f"--knn-bench {spec!r}: expected QxMxC, e.g. 60000x300000x512") from None
-    if min(q, mrows, c) < 1:
-        raise ZooError(f"--knn-bench {spec!r}: every size must be >= 1")
-    return q, mrows, c
+#: ``--knn-bench`` without a value: the shapes of zoo issue 8 (MODE's world size, a 300k bank, a wide bank)
+DEFAULT_KNN_SPEC = "6000x24000x128@10,6000x300000x128@10,6000x60000x512@50"
+
+
+def _parse_knn_spec(spec: str) -> list[tuple[int, int, int, int]]:
+    """``"QxMxC[@k],..."`` -> [(Q, M, C, k), ...]; k defaults to 10 and must not exceed M."""
+    out = []
+    for part in spec.lower().replace(" ", "").split(","):
+        try:
+            sizes, _, kk = part.partition("@")
+            q, mrows, c = (int(x) for x in sizes.split("x"))
+            k = int(kk) if kk else 10
+        except ValueError:
+            raise ZooError(f"--knn-bench {spec!r}: expected QxMxC[@k] shapes separated by commas, "
+                           "e.g. 60000x300000x512 or 6000x24000x128@10,6000x60000x512@50") from None
+        if min(q, mrows, c, k) < 1:
+            raise ZooError(f"--knn-bench {spec!r}: every size and k must be >= 1")
+        if k > mrows:
+            raise ZooError(f"--knn-bench {spec!r}: k={k} is larger than the bank ({mrows} rows)")
+        out.append((q, mrows, c, k))
+    return out
 
 
 def _knn_bench(spec: str, device: torch.device) -> dict[str, Any]:
-    from zoo.common.vision.knn import benchmark_knn
+    """Per shape of ``spec``: the zoo's exact CPU search (default backend and torch backend) against
+    faiss ``IndexFlatIP`` at ``torch.get_num_threads()`` threads, best of 3 interleaved rounds, with the
+    query count lowered so one search takes about a second; on a GPU also ``benchmark_knn`` in fp32
+    and bf16_rerank with all Q queries."""
+    from zoo.common.vision.knn import benchmark_knn, benchmark_knn_vs_faiss
 
-    q, mrows, c = _parse_knn_spec(spec)
-    res = {}
-    for prec in ("fp32", "bf16_rerank"):
-        res[prec] = benchmark_knn(num_queries=q, bank_rows=mrows, dim=c, k=10, device=str(device), precision=prec)
-    return res
+    shapes = []
+    for q, mrows, c, k in _parse_knn_spec(spec):
+        print(f"[bench mode] kNN {q}x{mrows}x{c} k={k}: zoo vs faiss on the CPU ...", flush=True)
+        row: dict[str, Any] = {"spec": f"{q}x{mrows}x{c}@{k}",
+                               "cpu": benchmark_knn_vs_faiss(q, mrows, c, k, backends=("auto", "torch"))}
+        if device.type != "cpu":
+            row["device"] = {prec: benchmark_knn(num_queries=q, bank_rows=mrows, dim=c, k=k, device=str(device),
+                                                 precision=prec) for prec in ("fp32", "bf16_rerank")}
+        shapes.append(row)
+    return {"threads": torch.get_num_threads(), "shapes": shapes}
+
+
+def _knn_bench_markdown(kb: dict[str, Any]) -> list[str]:
+    """The ``report["knn_bench"]`` block as a markdown table (CPU) plus one line per shape (GPU)."""
+    def sci(x: float | None) -> str:
+        return "-" if x is None else f"{x:.1e}"
+
+    first = kb["shapes"][0]["cpu"]
+    ref = f"faiss {first['faiss']} `IndexFlatIP.search`" if first["faiss"] else "faiss (not installed)"
+    L = [f"kNN search on random unit vectors on the CPU, {kb['threads']} threads, best of {first['repeats']} "
+         f"interleaved rounds: the zoo's `knn_search` (default backend, here '{first['backend_of']['auto']}', and "
+         f"the torch backend) against {ref}.", "",
+         "| Q × M × C | k | queries timed | zoo queries/s | zoo torch queries/s | faiss queries/s | zoo / faiss "
+         "| torch / faiss | max abs Δ sim vs faiss (zoo, torch) |",
+         "|---|---|---|---|---|---|---|---|---|"]
+    for row in kb["shapes"]:
+        c = row["cpu"]
+        qps, ratio, diff = c["queries_per_s"], c.get("ratio_vs_faiss", {}), c.get("max_abs_diff_vs_faiss", {})
+        L.append(f"| {row['spec'].split('@')[0].replace('x', ' × ')} | {c['k']} | {c['num_queries']} | "
+                 f"{qps['auto']:.0f} | {qps['torch']:.0f} | {fmt(qps.get('faiss_indexflatip'), digits=0)} | "
+                 f"{fmt(ratio.get('auto'))} | {fmt(ratio.get('torch'))} | "
+                 f"{sci(diff.get('auto'))}, {sci(diff.get('torch'))} |")
+    for row in kb["shapes"]:
+        if "device" in row:
+            L.append(f"- {row['spec']} on {row['device']['fp32']['device_name']}: " + "; ".join(
+                f"{p}: {v['queries_per_s']:.0f} queries/s, max |Δ| vs fp32 {v['max_abs_diff_vs_fp32']:.2e}"
+                for p, v in row["device"].items()))
+    return L + [""]

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import zoo.common.vision.knn as knn
+from zoo.core.errors import ZooError
 from zoo.common.vision.knn import benchmark_knn, kth_neighbor_sim, knn_vote, no_tf32, sim_to_sqdist
 
 
@@ -154,3 +155,153 @@ def test_benchmark_knn_cpu() -> None:
     r = benchmark_knn(64, 400, 16, k=5, device="cpu", precision="bf16_rerank", chunk_size=32)
     assert r["queries_per_s"] > 0 and r["device_name"] == "cpu" and r["diff_subset"] == 64
     assert r["max_abs_diff_vs_fp32"] < 1e-4
+
+
+# ---------------------------------------------------------------- CPU top-k and the faiss backend
+
+
+def test_topk_rows_hand_worked(monkeypatch) -> None:
+    monkeypatch.setattr(knn, "TOPK_GROUP", 2)
+    monkeypatch.setattr(knn, "TOPK_MIN_GROUPS", 1)
+    # groups (0.1, 0.9) (0.8, 0.7) (0.2, 0.3), loose column 6 = 0.95; group maxima 0.9, 0.8, 0.3:
+    # k=2 keeps groups 0 and 1, candidates 0.1 0.9 0.8 0.7 + 0.95 -> 0.95 (col 6), 0.9 (col 1)
+    row = torch.tensor([[0.1, 0.9, 0.8, 0.7, 0.2, 0.3, 0.95]])
+    vals, idx = knn.topk_rows(row, 2)
+    torch.testing.assert_close(vals, torch.tensor([[0.95, 0.9]]))
+    assert idx.tolist() == [[6, 1]]
+
+
+@pytest.mark.parametrize("width", [2048, 2048 + 17])
+@pytest.mark.parametrize("k", [1, 10, 16])
+def test_topk_rows_equals_torch_topk(width, k) -> None:
+    g = torch.Generator().manual_seed(width + k)
+    sims = torch.randn(33, width, generator=g)
+    ties = torch.randint(0, 6, (33, width), generator=g).float()  # many tied values
+    for s in (sims, ties, sims[:, 3:]):  # the last one: rows are a strided slice
+        vals, idx = knn.topk_rows(s, k)
+        ref = s.topk(k, dim=1)
+        assert idx.dtype == torch.int64 and vals.shape == idx.shape == (33, k)
+        torch.testing.assert_close(vals, ref.values, atol=0, rtol=0)
+        torch.testing.assert_close(s.gather(1, idx), vals, atol=0, rtol=0)  # indices point at the values
+        assert all(len(set(r)) == k for r in idx.tolist())  # no column twice
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16_rerank"])
+def test_torch_cpu_search_with_grouped_topk(data, monkeypatch, precision) -> None:
+    q, bank = data
+    monkeypatch.setattr(knn, "TOPK_GROUP", 4)  # 500 rows -> 125 groups, enough for k <= 31
+    sims, idx = knn.knn_search(q, [bank[:123], bank[123:]], 10, chunk_size=16, precision=precision,
+                               backend="torch")
+    ref = (q.double() @ bank.double().T).topk(10, dim=1)
+    torch.testing.assert_close(sims.double(), ref.values, atol=1e-4 if precision != "fp32" else 1e-5, rtol=0)
+    assert torch.equal(idx, ref.indices)
+
+
+def test_knn_search_contract(data) -> None:
+    q, bank = data
+    sims, idx = knn.knn_search(q, bank, 7, backend="torch")
+    assert sims.shape == idx.shape == (60, 7) and sims.dtype == torch.float32 and idx.dtype == torch.int64
+    assert bool((sims[:, :-1] >= sims[:, 1:]).all())  # sorted descending
+    torch.testing.assert_close(sims[:, -1], kth_neighbor_sim(q, bank, 7, backend="torch"), atol=0, rtol=0)
+
+
+def test_resolve_backend(monkeypatch) -> None:
+    assert knn.resolve_backend("torch", "cpu") == "torch"
+    assert knn.resolve_backend("auto", "cpu", "bf16_rerank") == "torch"
+    assert knn.resolve_backend("auto", "cuda", "fp32") == "torch"  # no GPU needed: only the device type counts
+    with pytest.raises(ValueError, match="backend must be"):
+        knn.resolve_backend("numpy", "cpu")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="CPU only"):
+        knn.resolve_backend("faiss", "cuda")
+    with pytest.raises(ValueError, match="fp32"):
+        knn.resolve_backend("faiss", "cpu", "fp16_rerank")
+    monkeypatch.setattr(knn, "faiss_available", lambda: False)
+    assert knn.resolve_backend("auto", "cpu") == "torch"
+    with pytest.raises(ZooError, match="faiss is not installed"):
+        knn.resolve_backend("faiss", "cpu")
+
+
+def test_benchmark_without_faiss(monkeypatch) -> None:
+    monkeypatch.setattr(knn, "faiss_available", lambda: False)
+    r = knn.benchmark_knn_vs_faiss(32, 300, 8, 3, backends=("auto", "torch", "faiss"), target_seconds=None, repeats=1)
+    assert r["faiss"] is None and set(r["queries_per_s"]) == {"auto", "torch"}
+    assert r["backend_of"] == {"auto": "torch", "torch": "torch"} and "ratio_vs_faiss" not in r
+
+
+def test_auto_picks_faiss_on_cpu() -> None:
+    pytest.importorskip("faiss")
+    assert knn.faiss_available()
+    assert knn.resolve_backend("auto", "cpu") == "faiss"
+    assert knn.resolve_backend("auto", torch.device("cpu"), "fp32") == "faiss"
+    assert knn.resolve_backend("faiss", "cpu") == "faiss"
+
+
+@pytest.mark.parametrize("k", [1, 10, 130])
+def test_faiss_equals_torch(data, k) -> None:
+    pytest.importorskip("faiss")
+    q, bank = data
+    banks = {"whole": bank, "sharded": [bank[:123], bank[123:124], bank[124:]],  # k > two of the shards
+             "fp16 shards": [bank[:200].half(), bank[200:].half()], "strided": bank.T.contiguous().T}
+    for name, b in banks.items():
+        ts, ti = knn.knn_search(q, b, k, backend="torch")
+        fs, fi = knn.knn_search(q, b, k, backend="faiss")
+        assert fs.dtype == torch.float32 and fi.dtype == torch.int64 and fs.shape == fi.shape == (60, k), name
+        torch.testing.assert_close(fs, ts, atol=1e-5, rtol=0, msg=name)
+        assert torch.equal(fi, ti), name
+        torch.testing.assert_close(kth_neighbor_sim(q, b, k, backend="faiss"), ts[:, -1], atol=1e-5, rtol=0)
+
+
+def test_faiss_knn_vote_and_auto(data) -> None:
+    pytest.importorskip("faiss")
+    q, bank = data
+    labels = torch.arange(500) % 7
+    for w in ("majority", "similarity"):
+        ref = knn_vote(q, bank, labels, k=9, num_classes=7, weighting=w, backend="torch")
+        assert torch.equal(knn_vote(q, [bank[:50], bank[50:]], labels, k=9, num_classes=7, weighting=w), ref)
+    torch.testing.assert_close(kth_neighbor_sim(q, bank, 5), kth_neighbor_sim(q, bank, 5, backend="faiss"),
+                               atol=0, rtol=0)  # the default is faiss here
+
+
+def test_faiss_gets_views_threads_and_blocks(data, monkeypatch) -> None:
+    faiss = pytest.importorskip("faiss")
+    q, bank = data
+    calls = []
+    real_knn = faiss.knn
+
+    def spy_knn(xq, xb, k, metric):
+        calls.append((xb.shape[0], xb.ctypes.data, faiss.omp_get_max_threads()))
+        return real_knn(xq, xb, k, metric=metric)
+
+    monkeypatch.setattr(faiss, "knn", spy_knn)
+    monkeypatch.setattr(knn, "MAX_SHARD_ROWS", 64)
+    old_torch = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ref = knn.knn_search(q, bank, 10, backend="torch")[0]
+        torch.testing.assert_close(knn.knn_search(q, bank, 10, backend="faiss")[0], ref, atol=1e-5, rtol=0)
+        assert calls == [(500, bank.data_ptr(), 1)]  # float32 bank: one call on a view, torch's thread count
+        calls.clear()
+        torch.testing.assert_close(knn.knn_search(q, bank.half(), 10, backend="faiss")[0],
+                                   knn.knn_search(q, bank.half(), 10, backend="torch")[0], atol=1e-5, rtol=0)
+        assert [c[0] for c in calls] == [64] * 7 + [52]  # fp16: converted in MAX_SHARD_ROWS blocks
+    finally:
+        torch.set_num_threads(old_torch)
+
+
+def test_faiss_threads_restores() -> None:
+    faiss = pytest.importorskip("faiss")
+    before = faiss.omp_get_max_threads()
+    with knn.faiss_threads(before + 1):
+        assert faiss.omp_get_max_threads() == before + 1
+    assert faiss.omp_get_max_threads() == before
+
+
+def test_benchmark_knn_vs_faiss_small() -> None:
+    pytest.importorskip("faiss")
+    r = knn.benchmark_knn_vs_faiss(64, 2000, 16, 5, target_seconds=0.01, min_queries=32, repeats=1)
+    assert 32 <= r["num_queries"] <= 64 and r["backend_of"] == {"auto": "faiss", "torch": "torch"}
+    assert set(r["queries_per_s"]) == {"auto", "torch", "faiss_indexflatip"}
+    assert all(v > 0 for v in r["ratio_vs_faiss"].values())
+    assert r["max_abs_diff_vs_faiss"]["auto"] <= 1e-6 and r["max_abs_diff_vs_faiss"]["torch"] <= 1e-5
+    with pytest.raises(ValueError, match="k <= M"):
+        knn.benchmark_knn_vs_faiss(8, 4, 16, 5)
