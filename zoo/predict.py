@@ -25,7 +25,7 @@ GENERIC = ("ckpt", "inputs", "batch_size", "json")
 def _parser(model_cls: Any = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m zoo.predict", description=__doc__.split("\n\n")[1])
     p.add_argument("ckpt", help="a checkpoint written by python -m zoo.fit")
-    p.add_argument("inputs", nargs="+", metavar="INPUT",
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
                    help="image models: image files or folders; text models: texts, or @FILE for one text per line")
     p.add_argument("--batch-size", type=int, default=64, help="inputs per forward pass (default 64)")
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
@@ -89,6 +89,8 @@ def predict(ckpt: str, inputs: list[str], batch_size: int = 64, model: Any = Non
         from datamodules.common.images import load_rgb
         from datamodules.common.transforms import eval_transform
 
+        if not inputs:
+            raise ZooError("no input images given")
         names = collect_images(inputs)
         if not model.transform_spec:
             raise ZooError(f"{ckpt}: checkpoint has no image transform (was it trained with python -m zoo.fit?)")
@@ -99,7 +101,7 @@ def predict(ckpt: str, inputs: list[str], batch_size: int = 64, model: Any = Non
                 yield torch.stack([tf(load_rgb(f)) for f in names[i:i + batch_size]])
         labels = [str(f) for f in names]
     elif model.input_kind == "text":
-        texts = collect_texts(inputs)
+        texts = collect_texts(list(inputs) + model.predict_inputs(options))
 
         def batches() -> Iterator[Any]:
             for i in range(0, len(texts), batch_size):

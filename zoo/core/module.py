@@ -71,6 +71,11 @@ class ZooModule(LightningModule):
     def add_predict_arguments(cls, parser) -> None:
         """Add the model's own ``zoo.predict`` options to an ``argparse`` parser (default: none)."""
 
+    def predict_inputs(self, options: dict[str, Any]) -> list[str]:
+        """Text inputs given through the model's own predict options (e.g. ``--question``), which
+        are removed from ``options``; appended to the positional inputs. Default: none."""
+        return []
+
     def predict_rows(self, inputs: Any, **options: Any) -> list[dict[str, Any]]:
         """One dict per input (images: a (B, 3, H, W) batch; text: a list of strings)."""
         raise ZooError(f"model {self.zoo_name!r} has no prediction rows")

@@ -35,6 +35,8 @@ class ZooEntry:
         baselines: names of the baselines that ``zoo.bench`` compares against.
         bench: ``"package.module:Class"`` of the model's bench (a :class:`zoo.common.harness.Bench`
             subclass), or ``""`` when the model has none.
+        prepare: ``"package.module:function"`` of the model's data-preparation command
+            (``python -m zoo.prepare <name> ...``; the function takes ``argv``), or ``""``.
     """
 
     name: str
@@ -44,6 +46,7 @@ class ZooEntry:
     paper: str = ""
     baselines: tuple[str, ...] = field(default_factory=tuple)
     bench: str = ""
+    prepare: str = ""
 
     def config(self, which: str = "default") -> Path:
         """Path of ``configs/<name>/<which>.yaml``."""
