@@ -194,3 +194,12 @@ def test_a_local_model_folder_student_with_lora_checks_its_base_on_reload(tmp_pa
     save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
     with pytest.raises(ZooError, match="differs from the one the LoRA adapters were trained on"):
         zoo.load(path)
+
+
+def test_lightning_vs_bare_throughput_runs_the_same_step(world_cache):
+    from tests.helpers.fit import tiny_config
+    from zoo.mcc_kd.throughput import lightning_vs_bare
+
+    r = lightning_vs_bare(tiny_config("mcc_kd"), steps=2, device="cpu", warmup=1)
+    assert r["bare_tokens_per_s"] > 0 and r["lightning_tokens_per_s"] > 0 and r["precision"] == "32-true"
+    assert r["ratio"] == pytest.approx(r["lightning_tokens_per_s"] / r["bare_tokens_per_s"])

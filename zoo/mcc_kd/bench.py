@@ -54,6 +54,8 @@ class MCCKDBench(Bench):
         g = parser.add_argument_group("MCC-KD options")
         g.add_argument("--only", nargs="+", choices=list(METHODS), default=None,
                        help="train only these rows (default: all four)")
+        g.add_argument("--throughput-steps", type=int, default=30,
+                       help="training steps timed for the Lightning-vs-bare-transformers tokens/s row (0 = skip)")
 
     def settings(self) -> list[Setting]:
         return [Setting("arith_world", label="arith world (embedded)")]
@@ -112,6 +114,24 @@ class MCCKDBench(Bench):
         out["ID acc(MCC-KD) > ID acc(Std-CoT)"] = M["mcc_kd"]["id_acc"] > M["std_cot"]["id_acc"]
         out["ID acc(Multi-CoT CE) > ID acc(Std-CoT)"] = M["multi_cot_ce"]["id_acc"] > M["std_cot"]["id_acc"]
         return out
+
+    def finish(self, report: dict[str, Any]) -> None:
+        if getattr(self.args, "throughput_steps", 0) > 0:
+            from zoo.mcc_kd.throughput import lightning_vs_bare
+
+            print(f"[bench mcc_kd] timing Lightning vs a bare transformers loop ({self.args.throughput_steps} steps) ...",
+                  flush=True)
+            report["throughput"] = lightning_vs_bare(self.config, self.args.throughput_steps, str(self.device))
+
+    def markdown_tail(self, r: dict[str, Any]) -> list[str]:
+        t = r.get("throughput")
+        if not t:
+            return []
+        return ["## Throughput", "",
+                f"MCC-KD training step (2 x {t['batch_questions']} sequences, AdamW, clip 1.0) on {t['device']}, "
+                f"{t['precision']}, {t['threads']} threads, {t['steps']} timed steps on the same in-memory batches: "
+                f"bare transformers loop {t['bare_tokens_per_s']:.0f} tokens/s, Lightning "
+                f"{t['lightning_tokens_per_s']:.0f} tokens/s, ratio **{t['ratio']:.3f}** (goal >= 0.9 on a GPU).", ""]
 
     def markdown(self, r: dict[str, Any], s: dict[str, Any]) -> list[str]:
         M = s["methods"]
