@@ -83,6 +83,7 @@ class MCCKDBench(Bench):
                 "vocab_size": len(dm.tokenizer)}
 
     def evaluate(self, fitted: Fitted) -> dict[str, dict[str, Any]]:
+        cm = dict(fitted.trainer.callback_metrics)  # the training metrics, before test() replaces them
         res = fitted.trainer.test(fitted.model, datamodule=fitted.datamodule, verbose=False)[0]
         row: dict[str, Any] = {}
         for name, short in SETS.items():
@@ -94,7 +95,6 @@ class MCCKDBench(Bench):
                 row[f"{short}_span_kl"] = 1000 * res[f"test/{name}/span_kl"]
                 row[f"{short}_valid_pair_frac"] = res[f"test/{name}/valid_pair_frac"]
         row["span_kl"] = row.get("id_span_kl", float("nan"))
-        cm = fitted.trainer.callback_metrics
         if "train/target_tokens" in cm:
             row["target_tokens_per_epoch"] = float(cm["train/target_tokens"])
         if "train/kl" in cm:
