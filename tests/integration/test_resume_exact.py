@@ -39,7 +39,7 @@ def _run(name: str, run_dir, *extra: str, crash_at: int | None = None):
     return cli.model, res
 
 
-@pytest.mark.parametrize("name", ["mode", "dept", "mcc_kd"])
+@pytest.mark.parametrize("name", ["mode", "dept", "mcc_kd", "mgcda"])
 def test_kill_mid_epoch_then_resume_matches_the_uninterrupted_run(name, tmp_path, world_cache):
     ref_model, ref = _run(name, tmp_path / "ref")
     with pytest.raises(_Crash):
