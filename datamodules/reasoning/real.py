@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from datamodules.reasoning.records import read_jsonl, validate_record
+from datamodules.reasoning.records import json_lines, read_jsonl, validate_record
 from zoo.common.lm.answers import normalize_number
 from zoo.core.errors import ZooError
 
@@ -68,24 +68,6 @@ def _read_json(path: Path, what: str) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise ZooError(f"{path}: malformed JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
-
-
-def _read_json_lines(path: Path, what: str) -> list[tuple[int, dict[str, Any]]]:
-    if not path.is_file():
-        raise ZooError(f"{path}: no such file (expected {what})")
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ZooError(f"{path} line {lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(obj, dict):
-                raise ZooError(f"{path} line {lineno}: expected a JSON object, got {type(obj).__name__}")
-            rows.append((lineno, obj))
-    return rows
 
 
 def _need(obj: dict[str, Any], key: str, where: str, hint: str = "") -> Any:
@@ -146,7 +128,7 @@ def load_gsm8k(path: str | Path, answer_sentence: str = REAL_ANSWER_SENTENCE) ->
     """
     path = Path(path)
     out = []
-    for i, (lineno, obj) in enumerate(_read_json_lines(path, "GSM8K JSONL lines {'question', 'answer'}")):
+    for i, (lineno, obj) in enumerate(json_lines(path, "GSM8K JSONL lines {'question', 'answer'}")):
         where = f"{path} line {lineno}"
         question = _need(obj, "question", where)
         solution = _need(obj, "answer", where)
@@ -305,7 +287,7 @@ def load_csqa(path: str | Path) -> list[dict[str, Any]]:
     """
     path = Path(path)
     out = []
-    for lineno, obj in _read_json_lines(path, "CommonsenseQA JSONL lines"):
+    for lineno, obj in json_lines(path, "CommonsenseQA JSONL lines"):
         where = f"{path} line {lineno}"
         key = _need(obj, "answerKey", where,
                     " (the public CommonsenseQA test file is unlabelled; use train/dev_rand_split.jsonl)")

@@ -80,24 +80,37 @@ def read_jsonl(path: str | Path, validate: bool = True) -> list[dict[str, Any]]:
         ZooError: the file is missing, a line is not valid JSON (the message names the file and
             the 1-based line number), or a record is invalid (file, line and key).
     """
+    records: list[dict[str, Any]] = []
+    for lineno, rec in json_lines(path, "a JSONL file of zoo records", objects_only=not validate):
+        if validate:
+            validate_record(rec, f"{path} line {lineno}")
+        records.append(rec)
+    return records
+
+
+def json_lines(path: str | Path, what: str, objects_only: bool = True) -> list[tuple[int, Any]]:
+    """``(1-based line number, parsed JSON)`` of every non-blank line of a JSONL file.
+
+    Raises:
+        ZooError: the file is missing (naming ``what`` was expected), a line is not valid JSON, or
+            (``objects_only``) a line is not a JSON object; each message names the file and line.
+    """
     path = Path(path)
     if not path.is_file():
-        raise ZooError(f"{path}: no such file (expected a JSONL file of zoo records)")
-    records: list[dict[str, Any]] = []
+        raise ZooError(f"{path}: no such file (expected {what})")
+    rows: list[tuple[int, Any]] = []
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             try:
-                rec = json.loads(line)
+                obj = json.loads(line)
             except json.JSONDecodeError as e:
                 raise ZooError(f"{path} line {lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
-            if validate:
-                validate_record(rec, f"{path} line {lineno}")
-            elif not isinstance(rec, dict):
-                raise ZooError(f"{path} line {lineno}: expected a JSON object, got {type(rec).__name__}")
-            records.append(rec)
-    return records
+            if objects_only and not isinstance(obj, dict):
+                raise ZooError(f"{path} line {lineno}: expected a JSON object, got {type(obj).__name__}")
+            rows.append((lineno, obj))
+    return rows
 
 
 def write_jsonl(path: str | Path, records: Iterable[Mapping[str, Any]], validate: bool = True) -> Path:

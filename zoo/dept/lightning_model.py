@@ -35,6 +35,7 @@ from torchmetrics.utilities.distributed import gather_all_tensors
 from zoo.common.vision.clip import build_clip, fingerprint, get_tokenizer
 from zoo.common.metrics.classification import harmonic_mean
 from zoo.core.errors import ZooError
+from zoo.core.gather import first_occurrences
 from zoo.core.module import ZooModule
 from zoo.core.schedule import warmup_cosine
 from zoo.dept.torch_model import CATHead, DePTModel, Fusion, dept_loss, fuse, itm_logits
@@ -236,7 +237,7 @@ class DePT(ZooModule):
                 index = torch.cat(st["index"]).long()
                 gathered = torch.cat(gather_all_tensors(torch.cat([cols, index[:, None]], dim=1)))
                 cols, index = gathered[:, :-1], gathered[:, -1]
-                cols = cols[_first_occurrences(index)]
+                cols = cols[first_occurrences(index)]
         return {k: cols[:, j] for j, k in enumerate(keys)}
 
     def _accuracies(self) -> dict[str, float]:
@@ -377,15 +378,6 @@ class CoOp(DePT):
         super().__init__(clip_model=clip_model, clip_weights=clip_weights, clip_vocab=clip_vocab, n_ctx=n_ctx, ctx_init=ctx_init,
                          ctx_std=ctx_std, lam=0.0, lr=lr, momentum=momentum, weight_decay=weight_decay,
                          warmup_epochs=warmup_epochs, warmup_lr=warmup_lr)
-
-
-def _first_occurrences(index: Tensor) -> Tensor:
-    """Positions of the first occurrence of each value of ``index`` (N,), in ascending value order."""
-    order = torch.sort(index, stable=True).indices
-    sorted_index = index[order]
-    first = torch.ones_like(sorted_index, dtype=torch.bool)
-    first[1:] = sorted_index[1:] != sorted_index[:-1]
-    return order[first]
 
 
 def _check_ranges(**args: Any) -> None:

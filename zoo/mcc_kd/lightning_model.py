@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from zoo.core.errors import ZooError
+from zoo.core.gather import first_occurrences
 from zoo.core.module import ZooModule
 from zoo.core.schedule import warmup_cosine
 from zoo.mcc_kd.torch_model import MCCKDModel
@@ -210,14 +211,7 @@ class MCCKD(ZooModule):
             rows = self.all_gather(rows).reshape(-1, 6)
         if not len(rows):
             return {}
-        idx = rows[:, 0].long()
-        first = torch.zeros_like(idx, dtype=torch.bool)
-        seen: set[int] = set()
-        for i, v in enumerate(idx.tolist()):
-            if v not in seen:
-                seen.add(v)
-                first[i] = True
-        rows = rows[first]
+        rows = rows[first_occurrences(rows[:, 0].long())]
         valid = rows[:, 5] > 0
         out = {"acc": float(rows[:, 1].mean()), "missing": float(rows[:, 2].mean()), "n": float(len(rows))}
         has = rows[:, 4] > 0

@@ -348,9 +348,9 @@ def _segmenter(arch: str, classes: int):
 def _check(a: dict[str, Any]) -> None:
     from zoo.core.checks import check
 
-    for name in ("arch", "base", "score", "eps_mode"):
-        allowed = {"arch": ("mini", "wv3plus"), "base": ("ce", "pebal", "meta_ood"),
-                   "score": ("energy", "msp", "maxlogit", "entropy"), "eps_mode": ("linear", "adaptive", "none")}[name]
+    choices = {"arch": ("mini", "wv3plus"), "base": ("ce", "pebal", "meta_ood"),
+               "score": ("energy", "msp", "maxlogit", "entropy"), "eps_mode": ("linear", "adaptive", "none")}
+    for name, allowed in choices.items():
         if a[name] not in allowed:
             raise ZooError(f"--model.{name}: expected one of {', '.join(allowed)}, got {a[name]!r}")
     check("--model.num_classes", a["num_classes"], ge=1)
