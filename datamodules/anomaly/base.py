@@ -32,12 +32,13 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from datamodules.anomaly.pasting import OE_LABEL, VOID, joint_augment, paste_objects
 from datamodules.anomaly.sampling import DomainBalancedSampler
 from datamodules.common.sampling import SeededShuffle
 from zoo.core.errors import ZooError
+from zoo.core.gather import rank_shard
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -445,6 +446,12 @@ class AnomalyDataModule(SeededShuffle, LightningDataModule):
                           generator=self.train_generator(), persistent_workers=self.num_workers > 0)
 
     def _eval_loader(self, ds: Dataset) -> DataLoader:
+        """An evaluation loader; under DDP over this rank's disjoint, unpadded share of ``ds``
+        (:func:`zoo.core.gather.rank_shard`): the pooled pixel metrics then gather every pixel
+        exactly once (``use_distributed_sampler`` is off for the domain-balanced training batches)."""
+        rank, world = self._rank()
+        if world > 1:
+            ds = Subset(ds, list(rank_shard(len(ds), rank, world)))
         return DataLoader(ds, batch_size=self.eval_batch_size, shuffle=False, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)
 

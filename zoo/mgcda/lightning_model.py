@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from zoo.core.errors import ZooError
+from zoo.core.gather import gather_cat, gather_sum
 from zoo.core.module import ZooModule
 
 Base = Literal["ce", "pebal", "meta_ood"]
@@ -264,8 +265,8 @@ class MGCDA(ZooModule):
     def _metrics(self, name: str) -> dict[str, float]:
         from zoo.common.metrics.segmentation import miou
 
-        m = {k: 100 * float(v) for k, v in self._eval["anom"][name].compute().items()}
-        conf = self._eval["conf"][name]
+        m = {k: 100 * float(v) for k, v in self._eval["anom"][name].compute().items()}  # synced over ranks
+        conf = gather_sum(self._eval["conf"][name])
         if conf.sum() > 0:
             m["miou"] = 100 * float(miou(conf)[0])
         return m
@@ -279,7 +280,7 @@ class MGCDA(ZooModule):
     def on_validation_epoch_end(self) -> None:
         for k, v in self._metrics("val").items():
             self.log(f"val/{k}", v, prog_bar=k == "ap")
-        pos = torch.cat(self._eval["val_scores"]) if self._eval["val_scores"] else torch.zeros(0)
+        pos = gather_cat(torch.cat(self._eval["val_scores"]) if self._eval["val_scores"] else torch.zeros(0))
         if len(pos):  # the cut of zoo.predict: 95% of the validation anomaly pixels above it
             self.threshold.fill_(float(torch.quantile(pos, 0.05)))
 

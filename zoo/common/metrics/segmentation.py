@@ -50,9 +50,9 @@ from torchmetrics import Metric
 from torchmetrics.functional.classification import binary_auroc, binary_average_precision
 from torchmetrics.utilities import rank_zero_warn
 from torchmetrics.utilities.data import dim_zero_cat
-from torchmetrics.utilities.distributed import gather_all_tensors
 
 from zoo.core.errors import ZooError
+from zoo.core.gather import gather_any_device
 from zoo.common.metrics.ood import threshold_at_tpr
 
 Mode = Literal["exact", "binned"]
@@ -61,15 +61,6 @@ MODES: tuple[str, ...] = ("exact", "binned")
 VOID = 255
 #: label values that :func:`confusion_matrix` skips by default (254 = pasted OE anomaly, 255 = void).
 IGNORE_LABELS: tuple[int, ...] = (254, 255)
-
-
-def _gather_any_device(result: Tensor, group: Any | None = None) -> list[Tensor]:
-    """``gather_all_tensors`` that also works for CPU tensors under NCCL (moved to the current GPU
-    for the collective and back to the CPU afterwards)."""
-    if result.device.type == "cpu" and dist.get_backend(group) == "nccl":
-        dev = torch.device("cuda", torch.cuda.current_device())
-        return [t.cpu() for t in gather_all_tensors(result.to(dev), group)]
-    return gather_all_tensors(result, group)
 
 
 def _needed_positives(n_pos: int, tpr: float) -> int:
@@ -176,7 +167,7 @@ class PixelAnomalyMetrics(Metric):
         elif mode == "binned":
             raise ZooError("PixelAnomalyMetrics: binned mode needs score_range=(lo, hi), the fixed range of the "
                            "anomaly scores that the histogram covers")
-        kwargs.setdefault("dist_sync_fn", _gather_any_device)
+        kwargs.setdefault("dist_sync_fn", gather_any_device)
         if mode == "exact":
             kwargs.setdefault("compute_on_cpu", True)
         super().__init__(**kwargs)
