@@ -206,7 +206,8 @@ class MGCDABench(Bench):
             out.append("target_pr_roc.png")
         ex = self.raw.get("examples", {})
         if ex:
-            from zoo.mgcda.plots import denormalise, heatmap_grid
+            from zoo.common.harness.plots import denormalise
+            from zoo.mgcda.plots import heatmap_grid
 
             names = list(ex)
             rows = []

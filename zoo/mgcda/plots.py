@@ -9,12 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-
-def denormalise(x: Tensor, spec: dict[str, Any]) -> np.ndarray:
-    """(3, H, W) normalised image -> (H, W, 3) float in [0, 1] with the spec's mean/std."""
-    mean = torch.tensor(spec.get("mean", (0.0, 0.0, 0.0)), dtype=torch.float32)[:, None, None]
-    std = torch.tensor(spec.get("std", (1.0, 1.0, 1.0)), dtype=torch.float32)[:, None, None]
-    return (x.detach().float().cpu() * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
+from zoo.common.harness.plots import denormalise
 
 
 def overlay(image: np.ndarray, score: np.ndarray, lo: float | None = None, hi: float | None = None,

@@ -157,10 +157,11 @@ DEFAULT_STYLES: dict[str, Style] = {
                 vegetation=(0.16, 0.30, 0.14), sky_top=(0.22, 0.16, 0.38), sky_horizon=(0.95, 0.55, 0.30),
                 vehicle_sat=(0.4, 0.8), vehicle_val=(0.3, 0.8), haze=0.2, haze_colour=(0.6, 0.4, 0.35),
                 cast=(1.15, 0.9, 0.75), gain=0.75, gamma=1.15, vignette=0.45, noise=0.07, chroma_noise=0.02),
-    # calibrated on the PEBAL-style baseline (zoo/mgcda/README.md, "Calibrating the world"); the
-    # spec's first proposal (hue 0.3, blur 1.1, noise 0.06, chroma 0.03, gamma 0.65) left every
-    # score below chance on the target (AUROC 33)
-    "T": Style(hue_shift=0.07, blur=0.6, noise=0.03, chroma_noise=0.015, gamma=0.8),
+    # calibrated on the PEBAL-style baseline only (zoo/mgcda/README.md, "Calibrating the world"):
+    # hue 0.1 is the smallest shift meeting the spec's rule on 3 seeds (python -m zoo.mgcda.calibrate,
+    # bench/mgcda/calibration.md; 0.07 met it on one seed only); the spec's first proposal (hue 0.3,
+    # blur 1.1, noise 0.06, chroma 0.03, gamma 0.65) left every score below chance (AUROC 33)
+    "T": Style(hue_shift=0.1, blur=0.6, noise=0.03, chroma_noise=0.015, gamma=0.8),
 }
 
 
