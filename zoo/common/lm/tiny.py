@@ -295,3 +295,33 @@ def save_model(model: Any, tokenizer: Any, out_dir: str | os.PathLike) -> Path:
         write_tokenizer(tmp)
 
     return _save_folder(out_dir, write, _model_complete)
+
+
+def word_tokenizer(words: Sequence[str], specials: Sequence[str] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"),
+                   max_length: int = 32):
+    """A BERT-style word-level fast tokenizer built in memory from a fixed word list (no training,
+    no files): lower-cased, split on whitespace and punctuation, ``[CLS] ... [SEP]`` added.
+
+    The ids are the ``specials`` (pad, unk, cls, sep, mask, in that order) then ``words`` in the
+    given order, so the same list always gives the same ids (a checkpoint stores the list).
+
+    Raises:
+        ZooError: an empty or duplicated word list, or fewer than five specials.
+    """
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = list(words)
+    if not words or len(set(words)) != len(words) or set(words) & set(specials):
+        raise ZooError(f"word_tokenizer: the word list must be non-empty, unique and disjoint from {list(specials)}")
+    if len(specials) < 5:
+        raise ZooError(f"word_tokenizer: specials must name pad, unk, cls, sep and mask, got {list(specials)}")
+    pad, unk, cls, sep, mask = specials[:5]
+    vocab = {t: i for i, t in enumerate([*specials, *words])}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=unk))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single=f"{cls} $A {sep}",
+                                                       special_tokens=[(cls, vocab[cls]), (sep, vocab[sep])])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=pad, unk_token=unk, cls_token=cls,
+                                   sep_token=sep, mask_token=mask, model_max_length=max_length)
