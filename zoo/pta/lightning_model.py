@@ -191,7 +191,8 @@ class PTA(ZooModule):
 
     def pair_scores(self, x: Tensor, full: Tensor | None, hidden: Tensor, mask: Tensor,
                     attn: Tensor | None = None, keep_ratio: float | None = None) -> tuple[Tensor, Tensor | None]:
-        """ITM match logits (P,) of P gathered pairs, and the selection scores (P, N) (None for the baseline).
+        """ITM logits (P, 2) of P gathered pairs (column 1 = match, ALBEF's ranking score), and the
+        selection scores (P, N) (None for the baseline).
 
         Args:
             x: (P, 1 + N, D) prefix tokens of each pair's image. full: (P, 1 + N, D) the baseline's
@@ -201,7 +202,7 @@ class PTA(ZooModule):
         net = self.net
         if net.tpd is None:
             fused = net.fuse_full(full, hidden, mask)
-            return net.itm_logits(fused)[:, 1], None
+            return net.itm_logits(fused), None
         r = self.hparams.keep_ratio if keep_ratio is None else keep_ratio
         scores = self._select_logits(x, hidden[:, 0], attn)
         if self.hparams.selection == "tpd":
@@ -209,7 +210,7 @@ class PTA(ZooModule):
         else:  # sigmoid of a probability / attention is still monotone: the same top-k, positive weights
             tokens, _ = select_tokens(x, torch.logit(scores.clamp(1e-6, 1 - 1e-6)), keep_count(net.num_patches, r))
         fused = net.fuse_full(net.tail(tokens), hidden, mask)
-        return net.itm_logits(fused)[:, 1], scores
+        return net.itm_logits(fused), scores
 
     def _start_eval(self) -> None:
         self._eval = {k: [] for k in ("x", "full", "img_emb", "attn", "caps", "cap_img", "pos", "neg", "boxes", "index")}
@@ -289,7 +290,7 @@ class PTA(ZooModule):
         t0 = time.perf_counter()
         ia, ta, ib, tb = topk_pairs(sim, hp.k_test)
         img_p, txt_p = torch.cat([ia, ib]), torch.cat([ta, tb])
-        s = self._scores(x, full, attn, hidden, mask, img_p, txt_p)[0]
+        s = self._scores(x, full, attn, hidden, mask, img_p, txt_p)[0][:, 1]
         itm = torch.full_like(sim, -100.0)
         itm[img_p, txt_p] = s  # both passes score the same pair identically
         out["rerank_s"] = time.perf_counter() - t0
@@ -298,7 +299,7 @@ class PTA(ZooModule):
         neg = sim.t().masked_fill(cap_img[:, None] == torch.arange(len(sim), device=sim.device)[None], -1e9).argmax(1)
         pos_s, scores = self._scores(x, full, attn, hidden, mask, cap_img, torch.arange(len(cap_img), device=sim.device))
         neg_s = self._scores(x, full, attn, hidden, mask, neg, torch.arange(len(cap_img), device=sim.device))[0]
-        out["itm_acc"] = 100.0 * float(torch.cat([pos_s > 0, neg_s <= 0]).float().mean())
+        out["itm_acc"] = 100.0 * float(torch.cat([pos_s.argmax(1) == 1, neg_s.argmax(1) == 0]).float().mean())
         if scores is not None:
             out.update(self._detector_metrics(scores, c))
         return out
@@ -372,10 +373,10 @@ class PTA(ZooModule):
             x = self.net.prefix(xb)
             full = self.net.tail(x) if self.net.tpd is None else None
             h, m = hidden.expand(len(x), -1, -1), mask.expand(len(x), -1)
-            fused_s, scores = self.pair_scores(x, full, h, m)
+            logits, scores = self.pair_scores(x, full, h, m)
+            prob = logits.softmax(-1)[:, 1]
             for j in range(len(x)):
-                row = {"itm_logit": round(float(fused_s[j]), 4),
-                       "itm_prob": round(float(torch.sigmoid(fused_s[j] - self._itm_other(x, full, h, m, j))), 4)}
+                row = {"itm_logit": round(float(logits[j, 1]), 4), "itm_prob": round(float(prob[j]), 4)}
                 if scores is not None:
                     K = keep_count(self.net.num_patches, self.hparams.keep_ratio)
                     keep = scores[j].topk(K).indices.sort().values
@@ -384,13 +385,6 @@ class PTA(ZooModule):
                                                         Path(out_dir) / f"{i:05d}.png", text))
                 yield row
                 i += 1
-
-    def _itm_other(self, x, full, h, m, j) -> Tensor:
-        """The no-match logit of pair j (ITM probability = softmax over the two logits)."""
-        net = self.net
-        if net.tpd is None:
-            return net.itm_logits(net.fuse_full(full[j:j + 1], h[j:j + 1], m[j:j + 1]))[0, 0]
-        return net.itm_logits(net.fuse(x[j:j + 1], h[j:j + 1], m[j:j + 1])[0])[0, 0]
 
     def predict_legend(self, **options: Any) -> str:
         return ("itm_prob = softmax ITM match probability of (image, --text); kept_patches = ceil(r N) patches the "
