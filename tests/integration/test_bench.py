@@ -90,3 +90,31 @@ def test_dept_bench_over_a_real_format_dataset(tmp_path, world_cache):
     assert {"lam=0.3", "lam=0.5", "lam=0.9", "lam=1.0", "fusion=probs"} <= set(s["methods"])
     assert s["claims"] == {}  # the spec's pass criteria belong to the embedded world
     assert (out / "lambda.png").is_file() and "Ablation (`--grid`)" in (out / "report.md").read_text()
+
+
+def test_mgcda_bench_tiny_writes_the_ablation_with_the_domain_probe(tmp_path, world_cache):
+    out = tmp_path / "bench_mgcda"
+    rc = main(["mgcda", "--seeds", "0", "--config", str(registry.get("mgcda").config("tiny")), "--out", str(out)])
+    assert rc == 0
+    s = json.loads((out / "report.json").read_text())["settings"]["road_world"]
+    for m in ("b0_energy", "pebal", "mdat", "cacl", "mgcda"):
+        x = s["methods"][m]
+        assert 0 <= x["target_ap"] <= 100 and 0 <= x["domain_probe"] <= 100
+    assert "mgcda - pebal" in s["deltas"] and "domain probe" in (out / "report.md").read_text()
+
+
+def test_pta_bench_tiny_writes_retrieval_detector_and_speed_tables(tmp_path, world_cache):
+    out = tmp_path / "bench_pta"
+    rc = main(["pta", "--seeds", "0", "--config", str(registry.get("pta").config("tiny")), "--out", str(out),
+               "--speed-batch", "4"])
+    assert rc == 0
+    rep = json.loads((out / "report.json").read_text())
+    s = rep["settings"]["shapes"]
+    assert set(s["methods"]) == {"pta", "full_vit", "tpd_no_pta", "pta_random", "pta_evit"}
+    assert "tpd_recall" in s["methods"]["pta"] and "tpd_recall" not in s["methods"]["full_vit"]
+    sp = rep["speed"]
+    assert sp["r=1.0"]["kept"] == 64 and sp["r=0.5"]["kept"] == 32
+    assert sp["r=0.5"]["ideal"] > 1 and sp["r=0.5"]["speedup"] > 0
+    md = (out / "report.md").read_text()
+    assert "measured speedup" in md and "| **full-ViT baseline** |" in md
+    assert (out / "speed_vs_r.png").stat().st_size > 1000 and (out / "selections.png").stat().st_size > 1000

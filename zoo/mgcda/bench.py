@@ -43,7 +43,9 @@ class MGCDABench(Bench):
                "target_auroc": "AUROC on the target style, %",
                "source_ap": "AP on the source validation split, %",
                "source_fpr95": "FPR95 on the source validation split, %",
-               "source_miou": "mIoU on the source validation split, %"}
+               "source_miou": "mIoU on the source validation split, %",
+               "domain_probe": "linear domain probe accuracy on pooled mid features of the source val images, % "
+                               "(chance 33.3; lower = more domain-invariant)"}
     comparisons = tuple(Comparison(m, "pebal", ("target_ap", "target_fpr95", "source_ap", "source_miou"))
                         for m in ("mgcda", "mdat", "cacl"))
     claims_heading = "Spec success criteria (3-seed means; world calibration first)"
@@ -107,16 +109,32 @@ class MGCDABench(Bench):
                     row[f"{split}_{k}"] = float(res[f"test/{split}/{k}"])
         return row
 
+    def _probe(self, fitted: Fitted) -> float:
+        """Linear domain probe (spec) on pooled ``mid`` features of the source validation images."""
+        import torch
+
+        from zoo.mgcda.torch_model import domain_probe_accuracy, pooled_features
+
+        m = fitted.model.eval()
+        imgs, doms = [], []
+        for b in fitted.datamodule.val_dataloader():
+            imgs.append(b["image"])
+            doms.append(b["domain"])
+        with torch.no_grad():
+            f = pooled_features(m.net.segmenter, torch.cat(imgs).to(m.device))
+        return domain_probe_accuracy(f, torch.cat(doms), seed=fitted.seed)
+
     def evaluate(self, fitted: Fitted) -> dict[str, dict[str, Any]]:
         m = fitted.model
+        probe = self._probe(fitted)
         if fitted.variant.name != "stage_a":
-            row = self._test(fitted)
+            row = {**self._test(fitted), "domain_probe": probe}
             self._curves(fitted)
             return {fitted.variant.name: row}
         rows = {}
         for s in B0_SCORES:
             m.hparams.score = s
-            rows[f"b0_{s}"] = self._test(fitted)
+            rows[f"b0_{s}"] = {**self._test(fitted), "domain_probe": probe}
         m.hparams.score = "energy"
         return rows
 
@@ -167,15 +185,16 @@ class MGCDABench(Bench):
         M = s["methods"]
         L = [f"Segmenter: mini DeepLabv3+, {s.get('segmenter_params', 0) / 1e6:.2f}M parameters; {s.get('domains')} "
              f"source domains; epochs {s.get('epochs')}.", "",
-             "| method | target AP ↑ | target FPR95 ↓ | target AUROC ↑ | source AP ↑ | source FPR95 ↓ | source mIoU ↑ | train s |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| method | target AP ↑ | target FPR95 ↓ | target AUROC ↑ | source AP ↑ | source FPR95 ↓ | source mIoU ↑ | domain probe | train s |",
+             "|---|---|---|---|---|---|---|---|---|"]
         for m, x in M.items():
             L.append(f"| **{x['label']}** | {fmt(x.get('target_ap'), x.get('target_ap_std'))} | "
                      f"{fmt(x.get('target_fpr95'), x.get('target_fpr95_std'))} | "
                      f"{fmt(x.get('target_auroc'), x.get('target_auroc_std'))} | "
                      f"{fmt(x.get('source_ap'), x.get('source_ap_std'))} | "
                      f"{fmt(x.get('source_fpr95'), x.get('source_fpr95_std'))} | "
-                     f"{fmt(x.get('source_miou'), x.get('source_miou_std'))} | {fmt(x.get('train_seconds'), digits=0)} |")
+                     f"{fmt(x.get('source_miou'), x.get('source_miou_std'))} | "
+                     f"{fmt(x.get('domain_probe'), x.get('domain_probe_std'))} | {fmt(x.get('train_seconds'), digits=0)} |")
         return L
 
     def plots(self, report: dict[str, Any], folder: Path) -> list[str]:

@@ -186,3 +186,28 @@ class MGCDANet(nn.Module):
         """Delete the discriminators and the head (after loading a checkpoint for inference)."""
         self.disc_mid = self.disc_dec = self.proj = None
         self.mdat = self.cacl = False
+
+
+@torch.no_grad()
+def pooled_features(segmenter: nn.Module, images: Tensor, tap: str = "mid", batch: int = 64) -> Tensor:
+    """Global-average-pooled ``tap`` features (N, C) of a segmenter for the domain probe."""
+    out = []
+    for i in range(0, len(images), batch):
+        feats = segmenter.forward_features(images[i:i + batch])[1][tap]
+        out.append(feats.float().mean((2, 3)).cpu())
+    return torch.cat(out)
+
+
+def domain_probe_accuracy(features: Tensor, domains: Tensor, seed: int = 0) -> float:
+    """The spec's linear domain probe: accuracy (%) of a logistic regression predicting the domain
+    from pooled features, trained on a stratified half and scored on the other half. Chance = 100/K;
+    lower means more domain-invariant features (what MDAT aims for)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = features.numpy(), domains.numpy()
+    xa, xb, ya, yb = train_test_split(x, y, test_size=0.5, stratify=y, random_state=seed)
+    sc = StandardScaler().fit(xa)
+    clf = LogisticRegression(max_iter=2000).fit(sc.transform(xa), ya)
+    return 100.0 * float((clf.predict(sc.transform(xb)) == yb).mean())

@@ -132,3 +132,18 @@ def test_bad_segmenter_and_domains():
     with pytest.raises(ZooError, match="num_domains"):
         MGCDANet(TinySegmenter(), num_domains=1)
     MGCDANet(TinySegmenter(), num_domains=1, mdat=False, cacl=False)
+
+
+def test_domain_probe_separates_separable_domains_and_not_identical_ones():
+    from zoo.common.vision.deeplab import MiniDeepLabV3Plus
+    from zoo.mgcda.torch_model import domain_probe_accuracy, pooled_features
+
+    g = torch.Generator().manual_seed(0)
+    dom = torch.arange(3).repeat_interleave(40)
+    apart = torch.randn(120, 8, generator=g) * 0.1 + torch.nn.functional.one_hot(dom, 8).float() * 3
+    assert domain_probe_accuracy(apart, dom) == 100.0
+    same = torch.randn(120, 8, generator=g)
+    assert domain_probe_accuracy(same, dom) < 60.0  # chance 33.3
+    seg = MiniDeepLabV3Plus(num_classes=6).eval()
+    f = pooled_features(seg, torch.randn(5, 3, 64, 128), batch=2)
+    assert f.shape == (5, seg.mid_channels)
