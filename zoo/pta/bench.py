@@ -40,7 +40,7 @@ class PTABench(Bench):
                "rerank_s": "wall time of the ITM re-ranking of the test split, s"}
     comparisons = (Comparison("pta", "full_vit", ("r_mean", "tr@1", "ir@1", "rerank_s")),
                    Comparison("pta", "tpd_no_pta", ("tpd_recall", "tpd_distractor_excl", "r_mean")))
-    claims_heading = "Spec evidence that PTA works (3-seed means)"
+    claims_heading = "Spec evidence that PTA works (means over the seeds run)"
 
     @classmethod
     def add_arguments(cls, parser) -> None:
