@@ -14,25 +14,13 @@ or dropped moves pooled AP by far more (an image holds 1-3% anomaly pixels).
 
 from __future__ import annotations
 
-import csv
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.helpers.ddp import ddp_fit
 from zoo.core import registry
 
-ROOT = Path(__file__).resolve().parents[2]
 WORLD = {"n_train": 8, "n_val": 3, "n_test": 7, "n_oe": 16}
-
-
-def _metrics_csv(path: Path) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for row in csv.DictReader(path.open()):
-        out.update({k: float(v) for k, v in row.items() if k.startswith(("val/", "test/")) and v != ""})
-    return out
 
 
 def test_ddp_pixel_metrics_equal_single_process_on_the_same_weights(tmp_path, world_cache):
@@ -42,18 +30,9 @@ def test_ddp_pixel_metrics_equal_single_process_on_the_same_weights(tmp_path, wo
     from datamodules.anomaly.procedural import RoadWorld
 
     run_dir = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "WANDB_MODE": "disabled",
-           "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     world = "{" + ", ".join(f"{k}: {v}" for k, v in WORLD.items()) + "}"
-    cmd = [sys.executable, "-m", "zoo.fit", "mgcda", "--config", str(registry.get("mgcda").config("tiny")),
-           f"--data.init_args.world={world}",
-           "--trainer.strategy=ddp_find_unused_parameters_true", "--trainer.devices=2", "--trainer.accelerator=cpu",
-           "--trainer.use_distributed_sampler=false",
-           "--trainer.logger=lightning.pytorch.loggers.CSVLogger", f"--trainer.logger.init_args.save_dir={run_dir}",
-           f"--run_dir={run_dir}"]
-    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    ddp = _metrics_csv(run_dir / "lightning_logs" / "version_0" / "metrics.csv")
+    ddp = ddp_fit("mgcda", str(registry.get("mgcda").config("tiny")), run_dir, f"--data.init_args.world={world}",
+                  "--trainer.use_distributed_sampler=false", strategy="ddp_find_unused_parameters_true")
 
     model = zoo.load(str(run_dir / "checkpoints" / "last.ckpt"))
     dm = RoadWorld(world=WORLD, batch_per_domain=2, eval_batch_size=8)

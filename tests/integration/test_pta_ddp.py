@@ -12,24 +12,11 @@ R@K of 11 images by 9 points; a dropped one removes two queries).
 
 from __future__ import annotations
 
-import csv
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.helpers.ddp import ddp_fit
 from zoo.core import registry
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _metrics_csv(path: Path) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for row in csv.DictReader(path.open()):
-        out.update({k: float(v) for k, v in row.items() if k.startswith(("val/", "test/")) and v != ""})
-    return out
 
 
 def test_ddp_retrieval_equals_single_process_on_the_same_weights(tmp_path, world_cache):
@@ -39,16 +26,8 @@ def test_ddp_retrieval_equals_single_process_on_the_same_weights(tmp_path, world
     from datamodules.vlp.procedural import ShapesClutter
 
     run_dir = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE", "WANDB_MODE": "disabled",
-           "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "zoo.fit", "pta", "--config", str(registry.get("pta").config("tiny")),
-           "--data.init_args.n_val=11", "--data.init_args.n_test=11", "--data.init_args.eval_batch_size=4",
-           "--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu",
-           "--trainer.logger=lightning.pytorch.loggers.CSVLogger", f"--trainer.logger.init_args.save_dir={run_dir}",
-           f"--run_dir={run_dir}"]
-    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    ddp = _metrics_csv(run_dir / "lightning_logs" / "version_0" / "metrics.csv")
+    ddp = ddp_fit("pta", str(registry.get("pta").config("tiny")), run_dir, "--data.init_args.n_val=11",
+                  "--data.init_args.n_test=11", "--data.init_args.eval_batch_size=4")
 
     model = zoo.load(str(run_dir / "checkpoints" / "last.ckpt"))
     dm = ShapesClutter(n_train=64, n_val=11, n_test=11, box_fraction=0.5, batch_size=16, eval_batch_size=4)

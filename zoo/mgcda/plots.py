@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from zoo.common.harness.plots import denormalise
+from zoo.common.harness.plots import _save, denormalise
 
 
 def overlay(image: np.ndarray, score: np.ndarray, lo: float | None = None, hi: float | None = None,
@@ -62,7 +62,4 @@ def heatmap_grid(rows: list[tuple[str, np.ndarray, list[tuple[str, np.ndarray]]]
         for ax in axes[i]:
             ax.axis("off")
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=110)

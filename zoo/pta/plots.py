@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from zoo.common.harness.plots import denormalise
+from zoo.common.harness.plots import _save, denormalise
 
 
 def selection_picture(image: np.ndarray, keep: np.ndarray, patch: int, dim: float = 0.25) -> np.ndarray:
@@ -65,7 +65,4 @@ def selection_grid(examples: list[tuple[Tensor, Tensor, Tensor, Tensor, str]], p
             ax.set_title(t, fontsize=7)
             ax.axis("off")
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=110)

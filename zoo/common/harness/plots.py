@@ -127,10 +127,10 @@ def plot_roc_overlay(curves: Mapping[str, Mapping[str, tuple[Sequence[float], Se
     return _save(fig, path)
 
 
-def _save(fig, path: str | Path) -> Path:
+def _save(fig, path: str | Path, dpi: float | None = None) -> Path:
     plt = _plt()
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(p)
+    fig.savefig(p, dpi=dpi)
     plt.close(fig)
     return p
