@@ -399,9 +399,6 @@ class PTA(ZooModule):
         self._eval = None
         return out
 
-    def count_units(self, batch: Any) -> int:
-        return int(batch["image"].shape[0])
-
 
 def _proj(net: PTAModel, full: Tensor) -> Tensor:
     import torch.nn.functional as F
